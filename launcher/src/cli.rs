@@ -1,0 +1,324 @@
+//! Argument parsing and the subcommands. Verbs and habits follow `flatpak`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use appbox::appid::AppId;
+use appbox::deploy;
+use appbox::hostfacts::HostFacts;
+use appbox::instance::{self, InstanceRecord, Registry};
+use appbox::permissions::Change;
+use appbox::plan;
+use appbox::sandbox::{self, Layer, SandboxError};
+
+#[derive(Parser)]
+#[command(
+    name = "appbox",
+    version,
+    about = "Run desktop apps in a sandbox",
+    long_about = "appbox runs desktop apps in Linux namespaces, confined by Landlock and seccomp, \
+                  with only the permissions they were granted."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an app in a sandbox
+    #[command(
+        after_help = "Arguments after `--` go to the app unchanged, even if they start with '-'.\n\
+Permission options override the app's own permissions for this run only, in the order given."
+    )]
+    Run(RunArgs),
+    /// List running sandboxes
+    Ps {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the running instances of an app, or one instance
+    Kill {
+        /// An app id or an instance number from `appbox ps`
+        target: String,
+    },
+    /// Run a command inside a running sandbox
+    Enter {
+        /// An instance number from `appbox ps` (or an app id with one instance)
+        instance: String,
+        /// The command and its arguments, as seen inside the sandbox
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Print a shell completion script
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff format
+    #[command(hide = true)]
+    Man,
+}
+
+/// Permission overrides, named as in `flatpak run`.
+const PERMISSION_FLAGS: &[&str] = &[
+    "share",
+    "unshare",
+    "socket",
+    "nosocket",
+    "device",
+    "nodevice",
+    "filesystem",
+    "nofilesystem",
+    "talk-name",
+    "no-talk-name",
+    "own-name",
+    "no-own-name",
+    "see-name",
+    "no-see-name",
+    "persist",
+    "env",
+    "unset-env",
+];
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The installed app to run, such as org.example.App
+    #[arg(required_unless_present = "app_dir", conflicts_with = "app_dir")]
+    app: Option<String>,
+    /// Run an unpacked app: DIR/metadata.toml plus DIR/files, which becomes /app
+    #[arg(long, value_name = "DIR")]
+    app_dir: Option<PathBuf>,
+    /// Run this command instead of the app's own (a name in /app/bin, or an absolute path)
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
+    command: Option<String>,
+    /// Share a namespace with the host: network, ipc
+    #[arg(long, value_name = "WHAT", help_heading = "Permissions")]
+    share: Vec<String>,
+    /// Do not share a namespace with the host
+    #[arg(long, value_name = "WHAT", help_heading = "Permissions")]
+    unshare: Vec<String>,
+    /// Expose a host socket: wayland, x11, fallback-x11, pulseaudio, pipewire, session-bus, system-bus, ssh-auth, cups, gpg-agent
+    #[arg(long, value_name = "SOCKET", help_heading = "Permissions")]
+    socket: Vec<String>,
+    /// Do not expose a host socket
+    #[arg(long, value_name = "SOCKET", help_heading = "Permissions")]
+    nosocket: Vec<String>,
+    /// Expose devices: dri, input, usb, kvm, shm, all
+    #[arg(long, value_name = "DEVICE", help_heading = "Permissions")]
+    device: Vec<String>,
+    /// Do not expose devices
+    #[arg(long, value_name = "DEVICE", help_heading = "Permissions")]
+    nodevice: Vec<String>,
+    /// Expose files: home, host, host-os, host-etc, xdg-*, ~/PATH, /PATH, with :ro, :rw or :create
+    #[arg(long, value_name = "LOCATION", help_heading = "Permissions")]
+    filesystem: Vec<String>,
+    /// Remove a filesystem grant and every grant inside it
+    #[arg(long, value_name = "LOCATION", help_heading = "Permissions")]
+    nofilesystem: Vec<String>,
+    /// Allow talking to a D-Bus name
+    #[arg(long, value_name = "NAME", help_heading = "Permissions")]
+    talk_name: Vec<String>,
+    /// Disallow talking to a D-Bus name
+    #[arg(long, value_name = "NAME", help_heading = "Permissions")]
+    no_talk_name: Vec<String>,
+    /// Allow owning a D-Bus name
+    #[arg(long, value_name = "NAME", help_heading = "Permissions")]
+    own_name: Vec<String>,
+    /// Disallow owning a D-Bus name
+    #[arg(long, value_name = "NAME", help_heading = "Permissions")]
+    no_own_name: Vec<String>,
+    /// Allow seeing a D-Bus name
+    #[arg(long, value_name = "NAME", help_heading = "Permissions")]
+    see_name: Vec<String>,
+    /// Disallow seeing a D-Bus name
+    #[arg(long, value_name = "NAME", help_heading = "Permissions")]
+    no_see_name: Vec<String>,
+    /// Keep a directory of home in the app's own data (~/.var/app/ID/PATH)
+    #[arg(long, value_name = "PATH", help_heading = "Permissions")]
+    persist: Vec<String>,
+    /// Set an environment variable in the sandbox
+    #[arg(long, value_name = "VAR=VALUE", help_heading = "Permissions")]
+    env: Vec<String>,
+    /// Unset an environment variable in the sandbox
+    #[arg(long, value_name = "VAR", help_heading = "Permissions")]
+    unset_env: Vec<String>,
+    /// For tests only: switch a protection layer off (mounts, landlock or seccomp)
+    #[arg(long, value_name = "LAYER", hide = true)]
+    unsafe_disable_layer: Vec<Layer>,
+    /// Arguments for the app
+    #[arg(last = true, value_name = "ARGS")]
+    args: Vec<String>,
+}
+
+/// Collects the permission flags in the order they were given, as finish-args.
+fn overrides_in_order(matches: &ArgMatches) -> Result<Vec<Change>> {
+    let mut ordered: Vec<(usize, String)> = Vec::new();
+    for flag in PERMISSION_FLAGS {
+        let id = flag.replace('-', "_");
+        let (Some(indices), Some(values)) =
+            (matches.indices_of(&id), matches.get_many::<String>(&id))
+        else {
+            continue;
+        };
+        for (index, value) in indices.zip(values) {
+            ordered.push((index, format!("--{flag}={value}")));
+        }
+    }
+    ordered.sort_by_key(|(index, _)| *index);
+    ordered
+        .iter()
+        .map(|(_, arg)| Change::parse(arg).with_context(|| format!("invalid option {arg}")))
+        .collect()
+}
+
+pub fn main() -> i32 {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        Command::Run(args) => {
+            let Some(("run", run_matches)) = matches.subcommand() else {
+                unreachable!("clap dispatched run")
+            };
+            run(args, run_matches)
+        }
+        Command::Ps { json } => ps(json).map(|()| 0),
+        Command::Kill { target } => kill(&target).map(|()| 0),
+        Command::Enter { instance, command } => enter(&instance, command),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "appbox", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| 0)
+            .context("cannot write the manual page"),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            let code = match error.downcast_ref::<SandboxError>() {
+                Some(SandboxError::Exec { code, .. }) => *code,
+                _ => 1,
+            };
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "appbox: error: {error}");
+            for cause in error.chain().skip(1) {
+                let _ = writeln!(stderr, "  caused by: {cause}");
+            }
+            code
+        }
+    }
+}
+
+fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
+    let facts = HostFacts::gather()?;
+    let store = deploy::store_dir(
+        &facts.home,
+        facts.env.get("XDG_DATA_HOME").map(String::as_str),
+    );
+    let mut request = match (&args.app_dir, &args.app) {
+        (Some(dir), _) => deploy::request_for_app_dir(dir)?.0,
+        (None, Some(id)) => {
+            let id = AppId::parse(id)?;
+            deploy::request_for_installed(&store, &id)?
+        }
+        (None, None) => bail!("name an app to run, or pass --app-dir DIR"),
+    };
+    deploy::resolve_runtime(&store, &mut request)?;
+    request.overrides = overrides_in_order(matches)?;
+    request.command = args.command;
+    request.args = args.args;
+
+    let plan = plan::plan(&request, &facts)?;
+    for note in &plan.notes {
+        eprintln!("appbox: note: {note}");
+    }
+    let disabled: BTreeSet<Layer> = args.unsafe_disable_layer.into_iter().collect();
+    for layer in &disabled {
+        eprintln!(
+            "appbox: warning: the {layer:?} layer is switched off; this app is NOT fully sandboxed"
+        );
+    }
+    let registry = Registry::open(&facts.runtime_dir)?;
+    let running = sandbox::launch(&plan, &facts.home, &disabled)?;
+    let record = InstanceRecord {
+        instance: 0,
+        app_id: plan.app_id.to_string(),
+        pid: running.pid.as_raw(),
+        start_time: instance::process_start_time(running.pid.as_raw()).unwrap_or(0),
+        monitor_pid: std::process::id() as i32,
+        started_at: std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs()),
+        plan,
+    };
+    let guard = registry.create(record);
+    if let Err(e) = &guard {
+        eprintln!("appbox: warning: {e}; `appbox ps` will not list this app");
+    }
+    let code = running.wait();
+    drop(guard);
+    Ok(code)
+}
+
+fn ps(json: bool) -> Result<()> {
+    let facts = HostFacts::gather()?;
+    let registry = Registry::open(&facts.runtime_dir)?;
+    let records = registry.list();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let rows: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "instance": r.instance.to_string(),
+                    "pid": r.pid,
+                    "application": r.app_id,
+                    "started": r.started_at,
+                    "permissions": r.plan.permissions,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    writeln!(out, "{:<12} {:<8} {}", "Instance", "PID", "Application")?;
+    for r in &records {
+        writeln!(out, "{:<12} {:<8} {}", r.instance, r.pid, r.app_id)?;
+    }
+    Ok(())
+}
+
+fn kill(target: &str) -> Result<()> {
+    let facts = HostFacts::gather()?;
+    let registry = Registry::open(&facts.runtime_dir)?;
+    let records = registry.find_all(target);
+    if records.is_empty() {
+        bail!(instance::InstanceError::NotFound(target.to_owned()));
+    }
+    for record in &records {
+        instance::signal(record, libc::SIGKILL)?;
+    }
+    Ok(())
+}
+
+fn enter(target: &str, command: Vec<String>) -> Result<i32> {
+    let facts = HostFacts::gather()?;
+    let registry = Registry::open(&facts.runtime_dir)?;
+    let record = registry.find(target)?;
+    let pidfd = instance::verified_pidfd(&record)?;
+    let mut plan = record.plan;
+    if command.first().is_some_and(|c| c.starts_with('-')) {
+        bail!("the command to enter must not start with '-'");
+    }
+    plan.argv = command;
+    let running = sandbox::enter(&plan, &pidfd)?;
+    Ok(running.wait())
+}

@@ -1,0 +1,8 @@
+//! The `appbox` command line. It parses arguments and reports errors; the work
+//! happens in the library.
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::main());
+}

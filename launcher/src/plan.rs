@@ -1,0 +1,1093 @@
+//! The pure planner: metadata + overrides + host facts → [`SandboxPlan`].
+//!
+//! Nothing here touches the kernel or the filesystem. The plan lists, in order,
+//! every mount the executor performs, the Landlock rules that mirror them, the
+//! seccomp policy, the environment and the command. Golden tests pin it down.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::appid::AppId;
+use crate::hostfacts::{HostFacts, ROOT_SANDBOX_ID};
+use crate::metadata::{validate_command, AppMetadata};
+use crate::permissions::{
+    Change, Device, FsAccess, FsLocation, Permissions, Share, Socket, XdgDir,
+};
+use crate::seccomp_policy::SeccompPolicy;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("command {command:?} {problem}")]
+    BadCommand {
+        command: String,
+        problem: &'static str,
+    },
+}
+
+/// What to launch: the app, where its files are, and one-off overrides.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    pub metadata: AppMetadata,
+    /// Host directory that becomes `/app`.
+    pub app_files: PathBuf,
+    /// Host directory that becomes `/usr`; `None` for the host runtime.
+    pub runtime_files: Option<PathBuf>,
+    /// Overrides applied after the metadata, in order.
+    pub overrides: Vec<Change>,
+    /// Replaces the metadata's command.
+    pub command: Option<String>,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Namespaces {
+    pub user: bool,
+    pub mount: bool,
+    pub pid: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    pub cgroup: bool,
+    pub net: bool,
+}
+
+/// One line of a uid_map or gid_map: `inside outside count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRange {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMaps {
+    pub uid_map: Vec<IdRange>,
+    pub gid_map: Vec<IdRange>,
+    /// Write "deny" to setgroups before the gid map (required when unprivileged).
+    pub deny_setgroups: bool,
+    /// The uid and gid the app runs as inside.
+    pub app_uid: u32,
+    pub app_gid: u32,
+}
+
+/// How much a host path is trusted when it is opened as a bind source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SourceTrust {
+    /// A root-owned system path (`/usr`, `/etc/...`, `/dev/...`): symlinks may be followed.
+    System,
+    /// Anything an app or user could have written: every component must be a real
+    /// directory, never a symlink (RESOLVE_NO_SYMLINKS).
+    NoSymlinks,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BindAccess {
+    ReadOnly,
+    ReadWrite,
+    /// A device node or device tree: read-write, device files allowed.
+    Device,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum MountOp {
+    /// A directory on the sandbox's root tmpfs.
+    Dir {
+        path: PathBuf,
+        mode: u32,
+    },
+    Tmpfs {
+        path: PathBuf,
+        mode: u32,
+        /// Owner inside the sandbox; `None` keeps the creator.
+        owner: Option<(u32, u32)>,
+    },
+    Bind {
+        source: PathBuf,
+        dest: PathBuf,
+        access: BindAccess,
+        trust: SourceTrust,
+        /// A missing source is skipped with a note instead of failing the launch.
+        optional: bool,
+    },
+    Proc {
+        path: PathBuf,
+    },
+    Devpts {
+        path: PathBuf,
+    },
+    Symlink {
+        target: PathBuf,
+        path: PathBuf,
+    },
+    File {
+        path: PathBuf,
+        contents: String,
+        mode: u32,
+    },
+    /// A copy of the host's Xauthority holding only the cookies for `display`.
+    Xauthority {
+        source: PathBuf,
+        display: String,
+        path: PathBuf,
+    },
+}
+
+impl MountOp {
+    /// The path inside the sandbox that this operation creates.
+    pub fn target(&self) -> &Path {
+        match self {
+            MountOp::Dir { path, .. }
+            | MountOp::Tmpfs { path, .. }
+            | MountOp::Proc { path }
+            | MountOp::Devpts { path }
+            | MountOp::Symlink { path, .. }
+            | MountOp::File { path, .. }
+            | MountOp::Xauthority { path, .. } => path,
+            MountOp::Bind { dest, .. } => dest,
+        }
+    }
+}
+
+/// The Landlock access granted beneath a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LandlockAccess {
+    /// List directories only.
+    ListOnly,
+    /// Read files and directories and execute.
+    ReadOnly,
+    /// Everything, including creating, removing and renaming.
+    ReadWrite,
+    /// Read, write and ioctl on device files.
+    Device,
+    /// `/proc`: read, and write existing files.
+    Proc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LandlockRule {
+    pub path: PathBuf,
+    pub access: LandlockAccess,
+}
+
+/// A directory created on the host, fd-relative under home, before the launch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostDir {
+    /// Relative to home; no component may be a symlink.
+    pub path_in_home: PathBuf,
+    /// Hand the directory to the sandbox's uid (only when root launches).
+    pub chown_to: Option<(u32, u32)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxPlan {
+    pub app_id: AppId,
+    pub namespaces: Namespaces,
+    pub ids: IdMaps,
+    pub hostname: String,
+    pub host_dirs: Vec<HostDir>,
+    pub mounts: Vec<MountOp>,
+    pub landlock: Vec<LandlockRule>,
+    pub seccomp: SeccompPolicy,
+    pub env: BTreeMap<String, String>,
+    pub cwd: PathBuf,
+    /// `argv[0]` is an absolute path inside the sandbox; nothing is looked up in PATH.
+    pub argv: Vec<String>,
+    /// The permissions this plan enforces, as canonical finish-args.
+    pub permissions: Vec<String>,
+    /// Things the user should know, such as a granted socket whose host side is missing.
+    pub notes: Vec<String>,
+}
+
+/// Host `/etc` entries a host-runtime app needs; each is bound read-only if present.
+const HOST_ETC: &[&str] = &[
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "fonts",
+    "gai.conf",
+    "gtk-3.0",
+    "gtk-4.0",
+    "host.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "locale.alias",
+    "localtime",
+    "machine-id",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "pki",
+    "protocols",
+    "pulse",
+    "services",
+    "ssl",
+    "timezone",
+    "xdg",
+];
+
+/// Host directories that `filesystem=host` never exposes: the sandbox supplies its own.
+const HOST_NOT_EXPORTED: &[&str] = &[
+    "app",
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "lost+found",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "sys",
+    "tmp",
+    "usr",
+    "var",
+];
+
+/// Host environment variables passed through unchanged. Everything else is dropped.
+pub const ENV_ALLOWLIST: &[&str] = &[
+    "COLORTERM",
+    "DESKTOP_SESSION",
+    "LANG",
+    "LANGUAGE",
+    "LC_ADDRESS",
+    "LC_ALL",
+    "LC_COLLATE",
+    "LC_CTYPE",
+    "LC_IDENTIFICATION",
+    "LC_MEASUREMENT",
+    "LC_MESSAGES",
+    "LC_MONETARY",
+    "LC_NAME",
+    "LC_NUMERIC",
+    "LC_PAPER",
+    "LC_TELEPHONE",
+    "LC_TIME",
+    "NO_COLOR",
+    "TERM",
+    "TZ",
+    "XDG_CURRENT_DESKTOP",
+    "XDG_SESSION_DESKTOP",
+    "XDG_SESSION_TYPE",
+];
+
+struct Builder<'a> {
+    facts: &'a HostFacts,
+    mounts: Vec<MountOp>,
+    env: BTreeMap<String, String>,
+    notes: Vec<String>,
+    sandbox_runtime_dir: PathBuf,
+}
+
+impl Builder<'_> {
+    fn dir(&mut self, path: impl Into<PathBuf>, mode: u32) {
+        self.mounts.push(MountOp::Dir {
+            path: path.into(),
+            mode,
+        });
+    }
+
+    fn bind(
+        &mut self,
+        source: impl Into<PathBuf>,
+        dest: impl Into<PathBuf>,
+        access: BindAccess,
+        trust: SourceTrust,
+        optional: bool,
+    ) {
+        self.mounts.push(MountOp::Bind {
+            source: source.into(),
+            dest: dest.into(),
+            access,
+            trust,
+            optional,
+        });
+    }
+
+    fn symlink(&mut self, target: &str, path: &str) {
+        self.mounts.push(MountOp::Symlink {
+            target: target.into(),
+            path: path.into(),
+        });
+    }
+
+    /// Binds a host socket into the sandbox's runtime dir under `name`.
+    fn runtime_socket(&mut self, source: PathBuf, name: &str) -> PathBuf {
+        let dest = self.sandbox_runtime_dir.join(name);
+        self.bind(
+            source,
+            &dest,
+            BindAccess::ReadWrite,
+            SourceTrust::NoSymlinks,
+            true,
+        );
+        dest
+    }
+}
+
+/// Computes the effective permissions: the metadata's, then each override in order.
+pub fn effective_permissions(metadata: &AppMetadata, overrides: &[Change]) -> Permissions {
+    Permissions::from_changes(metadata.permissions.iter().chain(overrides))
+}
+
+pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, PlanError> {
+    let meta = &request.metadata;
+    let permissions = effective_permissions(meta, &request.overrides);
+    let command = request.command.as_deref().unwrap_or(&meta.command);
+    validate_command(command).map_err(|problem| PlanError::BadCommand {
+        command: command.to_owned(),
+        problem,
+    })?;
+    let program = if command.starts_with('/') {
+        command.to_owned()
+    } else {
+        format!("/app/bin/{command}")
+    };
+
+    let (app_uid, app_gid) = if facts.is_root() {
+        (ROOT_SANDBOX_ID, ROOT_SANDBOX_ID)
+    } else {
+        (facts.uid, facts.gid)
+    };
+    let ids = id_maps(facts, app_uid, app_gid);
+    let app_home = facts.home.join(".var/app").join(meta.id.as_str());
+    let sandbox_runtime_dir = PathBuf::from(format!("/run/user/{app_uid}"));
+
+    let mut b = Builder {
+        facts,
+        mounts: Vec::new(),
+        env: BTreeMap::new(),
+        notes: Vec::new(),
+        sandbox_runtime_dir: sandbox_runtime_dir.clone(),
+    };
+
+    base_system(&mut b, request, &permissions, app_uid, app_gid);
+    filesystem_grants(&mut b, &permissions);
+    protect_appbox_state(&mut b, &permissions);
+
+    // The app's own home comes after the grants, so a granted parent never hides it.
+    b.bind(
+        &app_home,
+        &app_home,
+        BindAccess::ReadWrite,
+        SourceTrust::NoSymlinks,
+        false,
+    );
+    for persist in &permissions.persist {
+        let source = app_home.join(persist.as_str());
+        b.bind(
+            &source,
+            facts.home.join(persist.as_str()),
+            BindAccess::ReadWrite,
+            SourceTrust::NoSymlinks,
+            false,
+        );
+    }
+
+    sockets(&mut b, &permissions);
+    devices(&mut b, &permissions);
+
+    let chown_to = facts.is_root().then_some((app_uid, app_gid));
+    let app_home_rel = app_home
+        .strip_prefix(&facts.home)
+        .unwrap_or(&app_home)
+        .to_path_buf();
+    let mut host_dirs = vec![HostDir {
+        path_in_home: app_home_rel.clone(),
+        chown_to,
+    }];
+    for sub in ["data", "config", "cache", ".local/state"] {
+        host_dirs.push(HostDir {
+            path_in_home: app_home_rel.join(sub),
+            chown_to,
+        });
+    }
+    for persist in &permissions.persist {
+        host_dirs.push(HostDir {
+            path_in_home: app_home_rel.join(persist.as_str()),
+            chown_to,
+        });
+    }
+    for (location, access) in &permissions.filesystems {
+        if *access == FsAccess::Create {
+            if let Some(host) = host_path(facts, location) {
+                if let Ok(rel) = host.strip_prefix(&facts.home) {
+                    if !rel.as_os_str().is_empty() {
+                        host_dirs.push(HostDir {
+                            path_in_home: rel.to_path_buf(),
+                            chown_to: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    environment(&mut b, meta, &app_home, app_uid, &permissions);
+
+    let mut argv = vec![program];
+    argv.extend(request.args.iter().cloned());
+
+    let landlock = landlock_rules(&b.mounts);
+    let Builder {
+        mounts, env, notes, ..
+    } = b;
+    Ok(SandboxPlan {
+        app_id: meta.id.clone(),
+        namespaces: Namespaces {
+            user: true,
+            mount: true,
+            pid: true,
+            ipc: !permissions.shares.contains(&Share::Ipc),
+            uts: true,
+            cgroup: true,
+            net: !permissions.shares.contains(&Share::Network),
+        },
+        ids,
+        hostname: facts.hostname.clone(),
+        host_dirs,
+        mounts,
+        landlock,
+        seccomp: SeccompPolicy::default_for_apps(),
+        env,
+        cwd: app_home,
+        argv,
+        permissions: permissions.to_args(),
+        notes,
+    })
+}
+
+fn id_maps(facts: &HostFacts, app_uid: u32, app_gid: u32) -> IdMaps {
+    let one = |id: u32| IdRange {
+        inside: id,
+        outside: id,
+        count: 1,
+    };
+    if facts.is_root() {
+        // Root keeps uid 0 for the setup process only; the app drops to an
+        // unprivileged uid that is mapped to itself.
+        IdMaps {
+            uid_map: vec![one(0), one(app_uid)],
+            gid_map: vec![one(0), one(app_gid)],
+            deny_setgroups: false,
+            app_uid,
+            app_gid,
+        }
+    } else {
+        IdMaps {
+            uid_map: vec![one(facts.uid)],
+            gid_map: vec![one(facts.gid)],
+            deny_setgroups: true,
+            app_uid,
+            app_gid,
+        }
+    }
+}
+
+fn base_system(
+    b: &mut Builder,
+    request: &LaunchRequest,
+    permissions: &Permissions,
+    app_uid: u32,
+    app_gid: u32,
+) {
+    let facts = b.facts;
+    // The runtime at /usr, with the usual links.
+    match &request.runtime_files {
+        Some(files) => b.bind(
+            files,
+            "/usr",
+            BindAccess::ReadOnly,
+            SourceTrust::NoSymlinks,
+            false,
+        ),
+        None => b.bind(
+            "/usr",
+            "/usr",
+            BindAccess::ReadOnly,
+            SourceTrust::System,
+            false,
+        ),
+    }
+    let host_runtime = request.runtime_files.is_none();
+    if facts.merged_usr || !host_runtime {
+        for (link, target) in [
+            ("/bin", "usr/bin"),
+            ("/sbin", "usr/sbin"),
+            ("/lib", "usr/lib"),
+            ("/lib64", "usr/lib64"),
+        ] {
+            b.symlink(target, link);
+        }
+    } else {
+        for dir in ["/bin", "/sbin", "/lib", "/lib64"] {
+            b.bind(dir, dir, BindAccess::ReadOnly, SourceTrust::System, true);
+        }
+    }
+    b.bind(
+        &request.app_files,
+        "/app",
+        BindAccess::ReadOnly,
+        SourceTrust::NoSymlinks,
+        false,
+    );
+
+    // A minimal /etc: generated identity files, and a fixed list from the host.
+    b.dir("/etc", 0o755);
+    let user = if facts.is_root() {
+        "nobody"
+    } else {
+        facts.user_name.as_str()
+    };
+    let home = facts.home.display();
+    b.mounts.push(MountOp::File {
+        path: "/etc/passwd".into(),
+        contents: format!(
+            "{user}:x:{app_uid}:{app_gid}::{home}:/bin/sh\n{}",
+            if app_uid == ROOT_SANDBOX_ID {
+                String::new()
+            } else {
+                format!("nobody:x:{ROOT_SANDBOX_ID}:{ROOT_SANDBOX_ID}::/:/usr/sbin/nologin\n")
+            }
+        ),
+        mode: 0o644,
+    });
+    let group = if facts.is_root() { "nogroup" } else { user };
+    b.mounts.push(MountOp::File {
+        path: "/etc/group".into(),
+        contents: format!(
+            "{group}:x:{app_gid}:\n{}",
+            if app_gid == ROOT_SANDBOX_ID {
+                String::new()
+            } else {
+                format!("nogroup:x:{ROOT_SANDBOX_ID}:\n")
+            }
+        ),
+        mode: 0o644,
+    });
+    b.mounts.push(MountOp::File {
+        path: "/etc/hostname".into(),
+        contents: format!("{}\n", facts.hostname),
+        mode: 0o644,
+    });
+    b.mounts.push(MountOp::File {
+        path: "/etc/hosts".into(),
+        contents: format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            facts.hostname
+        ),
+        mode: 0o644,
+    });
+    if host_runtime {
+        for name in HOST_ETC {
+            let path = format!("/etc/{name}");
+            b.bind(
+                &path,
+                &path,
+                BindAccess::ReadOnly,
+                SourceTrust::System,
+                true,
+            );
+        }
+    }
+    if permissions.shares.contains(&Share::Network) {
+        b.bind(
+            "/etc/resolv.conf",
+            "/etc/resolv.conf",
+            BindAccess::ReadOnly,
+            SourceTrust::System,
+            true,
+        );
+    }
+
+    // /dev: a tmpfs with the harmless nodes, a private devpts and private shm.
+    let share_all_devices = permissions.devices.contains(&Device::All);
+    if share_all_devices {
+        b.bind(
+            "/dev",
+            "/dev",
+            BindAccess::Device,
+            SourceTrust::System,
+            false,
+        );
+    } else {
+        b.mounts.push(MountOp::Tmpfs {
+            path: "/dev".into(),
+            mode: 0o755,
+            owner: None,
+        });
+        for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let path = format!("/dev/{node}");
+            b.bind(&path, &path, BindAccess::Device, SourceTrust::System, false);
+        }
+        b.dir("/dev/pts", 0o755);
+        b.symlink("pts/ptmx", "/dev/ptmx");
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("core", "/proc/kcore"),
+        ] {
+            b.symlink(target, &format!("/dev/{name}"));
+        }
+    }
+    b.mounts.push(MountOp::Devpts {
+        path: "/dev/pts".into(),
+    });
+    if permissions.devices.contains(&Device::Shm) && !share_all_devices {
+        b.dir("/dev/shm", 0o1777);
+        b.bind(
+            "/dev/shm",
+            "/dev/shm",
+            BindAccess::ReadWrite,
+            SourceTrust::System,
+            false,
+        );
+    } else if !share_all_devices {
+        b.mounts.push(MountOp::Tmpfs {
+            path: "/dev/shm".into(),
+            mode: 0o1777,
+            owner: None,
+        });
+    }
+
+    b.mounts.push(MountOp::Proc {
+        path: "/proc".into(),
+    });
+    b.dir("/sys", 0o755);
+    for dir in ["block", "bus", "class", "dev", "devices"] {
+        let path = format!("/sys/{dir}");
+        b.bind(
+            &path,
+            &path,
+            BindAccess::ReadOnly,
+            SourceTrust::System,
+            true,
+        );
+    }
+
+    b.mounts.push(MountOp::Tmpfs {
+        path: "/tmp".into(),
+        mode: 0o1777,
+        owner: None,
+    });
+    b.dir("/var", 0o755);
+    b.symlink("../tmp", "/var/tmp");
+    b.dir("/run", 0o755);
+    b.dir("/run/user", 0o755);
+    b.mounts.push(MountOp::Tmpfs {
+        path: b.sandbox_runtime_dir.clone(),
+        mode: 0o700,
+        owner: Some((app_uid, app_gid)),
+    });
+}
+
+/// The host path a filesystem location names, if the host has one.
+fn host_path(facts: &HostFacts, location: &FsLocation) -> Option<PathBuf> {
+    let join = |base: &Path, sub: &crate::permissions::RelPath| {
+        if sub.is_empty() {
+            base.to_path_buf()
+        } else {
+            base.join(sub.as_str())
+        }
+    };
+    match location {
+        FsLocation::Home => Some(facts.home.clone()),
+        FsLocation::HomePath(p) => Some(facts.home.join(p.as_str())),
+        FsLocation::Absolute(p) => Some(Path::new("/").join(p.as_str())),
+        FsLocation::Xdg(dir, sub) => {
+            let base = match dir {
+                XdgDir::Config => facts.home.join(".config"),
+                XdgDir::Cache => facts.home.join(".cache"),
+                XdgDir::Data => facts.home.join(".local/share"),
+                XdgDir::Run => facts.runtime_dir.clone(),
+                user_dir => facts.user_dirs.get(user_dir)?.clone(),
+            };
+            Some(join(&base, sub))
+        }
+        FsLocation::Host | FsLocation::HostOs | FsLocation::HostEtc => None,
+    }
+}
+
+fn filesystem_grants(b: &mut Builder, permissions: &Permissions) {
+    let facts = b.facts;
+    let mut binds: Vec<(PathBuf, PathBuf, BindAccess, SourceTrust)> = Vec::new();
+    let access_of = |access: FsAccess| {
+        if access.is_writable() {
+            BindAccess::ReadWrite
+        } else {
+            BindAccess::ReadOnly
+        }
+    };
+    for (location, access) in &permissions.filesystems {
+        match location {
+            FsLocation::Host => {
+                for dir in &facts.root_dirs {
+                    if !HOST_NOT_EXPORTED.contains(&dir.as_str()) {
+                        let path = Path::new("/").join(dir);
+                        binds.push((
+                            path.clone(),
+                            path,
+                            access_of(*access),
+                            SourceTrust::NoSymlinks,
+                        ));
+                    }
+                }
+                let media = PathBuf::from("/run/media");
+                binds.push((
+                    media.clone(),
+                    media,
+                    access_of(*access),
+                    SourceTrust::NoSymlinks,
+                ));
+            }
+            FsLocation::HostOs => {
+                for dir in ["usr", "bin", "sbin", "lib", "lib64", "lib32"] {
+                    binds.push((
+                        Path::new("/").join(dir),
+                        Path::new("/run/host").join(dir),
+                        BindAccess::ReadOnly,
+                        SourceTrust::System,
+                    ));
+                }
+            }
+            FsLocation::HostEtc => binds.push((
+                "/etc".into(),
+                "/run/host/etc".into(),
+                BindAccess::ReadOnly,
+                SourceTrust::System,
+            )),
+            FsLocation::Xdg(XdgDir::Run, sub) => {
+                if sub.is_empty() {
+                    b.notes.push(format!(
+                        "filesystem={location}: the whole runtime directory is not shared; name a path inside it"
+                    ));
+                    continue;
+                }
+                binds.push((
+                    facts.runtime_dir.join(sub.as_str()),
+                    b.sandbox_runtime_dir.join(sub.as_str()),
+                    access_of(*access),
+                    SourceTrust::NoSymlinks,
+                ));
+            }
+            other => match host_path(facts, other) {
+                Some(path) => binds.push((
+                    path.clone(),
+                    path,
+                    access_of(*access),
+                    SourceTrust::NoSymlinks,
+                )),
+                None => b.notes.push(format!(
+                    "filesystem={location}: this XDG directory is not set up on the host; skipped"
+                )),
+            },
+        }
+    }
+    // Parents before children, so a narrower grant is mounted on top of a wider one.
+    binds.sort_by(|a, b| a.1.cmp(&b.1));
+    binds.dedup_by(|later, earlier| later.1 == earlier.1);
+    for (source, dest, access, trust) in binds {
+        b.bind(source, dest, access, trust, true);
+    }
+}
+
+/// With a grant that covers home, appbox's own config, store and desktop exports
+/// would be writable; they are covered read-only so an app cannot rewrite its own
+/// or another app's permissions (firejail #7154).
+fn protect_appbox_state(b: &mut Builder, permissions: &Permissions) {
+    let facts = b.facts;
+    let writable_home = permissions.filesystems.iter().any(|(location, access)| {
+        access.is_writable() && matches!(location, FsLocation::Home | FsLocation::Host)
+            || matches!(
+                location,
+                FsLocation::HomePath(_) | FsLocation::Xdg(XdgDir::Config | XdgDir::Data, _)
+            ) && access.is_writable()
+    });
+    if !writable_home {
+        return;
+    }
+    for sub in [
+        ".config/appbox",
+        ".local/share/appbox",
+        ".local/share/applications",
+    ] {
+        let path = facts.home.join(sub);
+        b.bind(
+            &path,
+            &path,
+            BindAccess::ReadOnly,
+            SourceTrust::NoSymlinks,
+            true,
+        );
+    }
+}
+
+/// X11 display number from `DISPLAY` (`:0`, `:0.0`, `unix:1`); TCP displays are not supported.
+fn x11_display_number(display: &str) -> Option<&str> {
+    let rest = display.strip_prefix("unix").unwrap_or(display);
+    let rest = rest.strip_prefix(':')?;
+    let number = rest.split('.').next()?;
+    (!number.is_empty() && number.bytes().all(|c| c.is_ascii_digit())).then_some(number)
+}
+
+fn sockets(b: &mut Builder, permissions: &Permissions) {
+    let facts = b.facts;
+    let has = |s: Socket| permissions.sockets.contains(&s);
+    let wayland_name = facts
+        .env
+        .get("WAYLAND_DISPLAY")
+        .cloned()
+        .unwrap_or_else(|| "wayland-0".to_owned());
+    let wayland_granted = has(Socket::Wayland);
+    if wayland_granted {
+        let source = if wayland_name.starts_with('/') {
+            PathBuf::from(&wayland_name)
+        } else {
+            facts.runtime_dir.join(&wayland_name)
+        };
+        b.runtime_socket(source, "wayland-0");
+        b.env.insert("WAYLAND_DISPLAY".into(), "wayland-0".into());
+    }
+    let wayland_available = wayland_granted && facts.env.contains_key("WAYLAND_DISPLAY");
+    if has(Socket::X11) || (has(Socket::FallbackX11) && !wayland_available) {
+        match facts.env.get("DISPLAY").map(|d| (d, x11_display_number(d))) {
+            Some((_, Some(number))) => {
+                let socket = format!("/tmp/.X11-unix/X{number}");
+                b.dir("/tmp/.X11-unix", 0o755);
+                b.bind(
+                    &socket,
+                    &socket,
+                    BindAccess::ReadWrite,
+                    SourceTrust::NoSymlinks,
+                    true,
+                );
+                b.env.insert("DISPLAY".into(), format!(":{number}"));
+                let xauthority = facts
+                    .env
+                    .get("XAUTHORITY")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| facts.home.join(".Xauthority"));
+                let dest = b.sandbox_runtime_dir.join("Xauthority");
+                b.mounts.push(MountOp::Xauthority {
+                    source: xauthority,
+                    display: number.to_owned(),
+                    path: dest.clone(),
+                });
+                b.env
+                    .insert("XAUTHORITY".into(), dest.display().to_string());
+            }
+            Some((display, None)) => b.notes.push(format!(
+                "socket=x11: DISPLAY={} is not a local display; X11 is not shared",
+                crate::text::Escaped(display)
+            )),
+            None => b
+                .notes
+                .push("socket=x11: DISPLAY is not set; X11 is not shared".to_owned()),
+        }
+    }
+    if has(Socket::Pulseaudio) {
+        let dest = b.runtime_socket(facts.runtime_dir.join("pulse/native"), "pulse/native");
+        b.env
+            .insert("PULSE_SERVER".into(), format!("unix:{}", dest.display()));
+    }
+    if has(Socket::Pipewire) {
+        b.runtime_socket(facts.runtime_dir.join("pipewire-0"), "pipewire-0");
+    }
+    if has(Socket::SessionBus) {
+        let source = facts
+            .env
+            .get("DBUS_SESSION_BUS_ADDRESS")
+            .and_then(|a| unix_path_of_bus_address(a))
+            .unwrap_or_else(|| facts.runtime_dir.join("bus"));
+        let dest = b.runtime_socket(source, "bus");
+        b.env.insert(
+            "DBUS_SESSION_BUS_ADDRESS".into(),
+            format!("unix:path={}", dest.display()),
+        );
+    }
+    if has(Socket::SystemBus) {
+        let socket = "/run/dbus/system_bus_socket";
+        b.dir("/run/dbus", 0o755);
+        b.bind(
+            socket,
+            socket,
+            BindAccess::ReadWrite,
+            SourceTrust::System,
+            true,
+        );
+        b.env.insert(
+            "DBUS_SYSTEM_BUS_ADDRESS".into(),
+            format!("unix:path={socket}"),
+        );
+    }
+    if has(Socket::SshAuth) {
+        if let Some(sock) = facts.env.get("SSH_AUTH_SOCK") {
+            let dest = b.runtime_socket(PathBuf::from(sock), "ssh-auth");
+            b.env
+                .insert("SSH_AUTH_SOCK".into(), dest.display().to_string());
+        } else {
+            b.notes
+                .push("socket=ssh-auth: SSH_AUTH_SOCK is not set; skipped".to_owned());
+        }
+    }
+    if has(Socket::Cups) {
+        let socket = "/run/cups/cups.sock";
+        b.dir("/run/cups", 0o755);
+        b.bind(
+            socket,
+            socket,
+            BindAccess::ReadWrite,
+            SourceTrust::System,
+            true,
+        );
+    }
+    if has(Socket::GpgAgent) {
+        b.runtime_socket(facts.runtime_dir.join("gnupg"), "gnupg");
+    }
+}
+
+/// The path of a `unix:path=...` D-Bus address; abstract addresses have none.
+fn unix_path_of_bus_address(address: &str) -> Option<PathBuf> {
+    address
+        .split(';')
+        .filter_map(|a| a.strip_prefix("unix:"))
+        .flat_map(|params| params.split(','))
+        .find_map(|kv| kv.strip_prefix("path="))
+        .map(PathBuf::from)
+}
+
+fn devices(b: &mut Builder, permissions: &Permissions) {
+    if permissions.devices.contains(&Device::All) {
+        return;
+    }
+    for device in &permissions.devices {
+        let nodes: &[&str] = match device {
+            Device::Dri => &[
+                "/dev/dri",
+                "/dev/nvidia0",
+                "/dev/nvidiactl",
+                "/dev/nvidia-modeset",
+                "/dev/nvidia-uvm",
+                "/dev/nvidia-uvm-tools",
+            ],
+            Device::Kvm => &["/dev/kvm"],
+            Device::Input => &["/dev/input"],
+            Device::Usb => &["/dev/bus/usb"],
+            Device::Shm | Device::All => &[],
+        };
+        for node in nodes {
+            b.bind(*node, *node, BindAccess::Device, SourceTrust::System, true);
+        }
+    }
+}
+
+fn environment(
+    b: &mut Builder,
+    meta: &AppMetadata,
+    app_home: &Path,
+    app_uid: u32,
+    permissions: &Permissions,
+) {
+    let facts = b.facts;
+    for name in ENV_ALLOWLIST {
+        if let Some(value) = facts.env.get(*name) {
+            b.env.insert((*name).to_owned(), value.clone());
+        }
+    }
+    let home = app_home.display().to_string();
+    let user = if facts.is_root() {
+        "nobody".to_owned()
+    } else {
+        facts.user_name.clone()
+    };
+    let fixed = [
+        ("PATH", "/app/bin:/usr/bin:/bin".to_owned()),
+        ("HOME", home.clone()),
+        ("USER", user.clone()),
+        ("LOGNAME", user),
+        ("SHELL", "/bin/sh".to_owned()),
+        ("XDG_RUNTIME_DIR", format!("/run/user/{app_uid}")),
+        ("XDG_DATA_HOME", format!("{home}/data")),
+        ("XDG_CONFIG_HOME", format!("{home}/config")),
+        ("XDG_CACHE_HOME", format!("{home}/cache")),
+        ("XDG_STATE_HOME", format!("{home}/.local/state")),
+        ("XDG_DATA_DIRS", "/app/share:/usr/share".to_owned()),
+        ("XDG_CONFIG_DIRS", "/app/etc/xdg:/etc/xdg".to_owned()),
+        ("APPBOX_ID", meta.id.to_string()),
+        ("container", "appbox".to_owned()),
+    ];
+    for (name, value) in fixed {
+        b.env.insert(name.to_owned(), value);
+    }
+    for (name, value) in &permissions.env {
+        b.env.insert(name.clone(), value.clone());
+    }
+}
+
+/// Landlock rules that mirror the mounts: each mounted path gets exactly the
+/// access its mount allows, and the root tmpfs only lets directories be listed.
+pub fn landlock_rules(mounts: &[MountOp]) -> Vec<LandlockRule> {
+    let mut rules = vec![
+        LandlockRule {
+            path: "/".into(),
+            access: LandlockAccess::ListOnly,
+        },
+        LandlockRule {
+            path: "/etc".into(),
+            access: LandlockAccess::ReadOnly,
+        },
+    ];
+    for op in mounts {
+        let access = match op {
+            MountOp::Bind { access, .. } => match access {
+                BindAccess::ReadOnly => LandlockAccess::ReadOnly,
+                BindAccess::ReadWrite => LandlockAccess::ReadWrite,
+                BindAccess::Device => LandlockAccess::Device,
+            },
+            MountOp::Tmpfs { path, .. } if path == Path::new("/dev") => LandlockAccess::ReadOnly,
+            MountOp::Tmpfs { .. } => LandlockAccess::ReadWrite,
+            MountOp::Devpts { .. } => LandlockAccess::Device,
+            MountOp::Proc { .. } => LandlockAccess::Proc,
+            MountOp::Xauthority { .. } => LandlockAccess::ReadOnly,
+            MountOp::Dir { .. } | MountOp::Symlink { .. } | MountOp::File { .. } => continue,
+        };
+        rules.push(LandlockRule {
+            path: op.target().to_path_buf(),
+            access,
+        });
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_numbers() {
+        assert_eq!(x11_display_number(":0"), Some("0"));
+        assert_eq!(x11_display_number(":12.0"), Some("12"));
+        assert_eq!(x11_display_number("unix:3"), Some("3"));
+        assert_eq!(x11_display_number("remote:0"), None);
+        assert_eq!(x11_display_number(":../x"), None);
+        assert_eq!(x11_display_number(""), None);
+    }
+
+    #[test]
+    fn bus_addresses() {
+        assert_eq!(
+            unix_path_of_bus_address("unix:path=/run/user/1000/bus,guid=1"),
+            Some(PathBuf::from("/run/user/1000/bus"))
+        );
+        assert_eq!(unix_path_of_bus_address("unix:abstract=/tmp/dbus-x"), None);
+    }
+}

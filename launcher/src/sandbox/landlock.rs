@@ -1,0 +1,98 @@
+//! Landlock: a second wall that mirrors the mounts. Even if a mount were wrong,
+//! the app could only reach the paths the plan lists, with the access listed.
+//!
+//! ABI v1 is required; newer ABIs (refer, truncate, device ioctls, and the
+//! scoping of abstract unix sockets and signals) are used when the kernel has them.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use landlock::{
+    Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+
+use crate::plan::{LandlockAccess, LandlockRule};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LandlockError {
+    #[error("this kernel does not support Landlock (ABI v1, Linux 5.13 or later, with landlock in the lsm= boot list); appbox refuses to run apps without it")]
+    Unsupported,
+    #[error("cannot build the Landlock ruleset")]
+    Ruleset(#[from] landlock::RulesetError),
+    #[error("Landlock was not enforced")]
+    NotEnforced,
+}
+
+/// The newest ABI whose rights appbox has been tested with.
+const TESTED_ABI: ABI = ABI::V7;
+
+/// The kernel's Landlock ABI version, or 0 without Landlock.
+pub fn kernel_abi() -> i64 {
+    const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
+    // SAFETY: with a null attribute and size 0 the call only reports the version.
+    let version = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    version.max(0)
+}
+
+/// Refuses to go on without Landlock ABI v1.
+pub fn require_abi_v1() -> Result<(), LandlockError> {
+    if kernel_abi() >= 1 {
+        Ok(())
+    } else {
+        Err(LandlockError::Unsupported)
+    }
+}
+
+fn access_rights(access: LandlockAccess) -> BitFlags<AccessFs> {
+    use AccessFs::*;
+    match access {
+        LandlockAccess::ListOnly => ReadDir.into(),
+        LandlockAccess::ReadOnly => Execute | ReadFile | ReadDir,
+        LandlockAccess::ReadWrite => AccessFs::from_all(TESTED_ABI),
+        LandlockAccess::Device => ReadFile | WriteFile | ReadDir | IoctlDev | Truncate,
+        LandlockAccess::Proc => ReadFile | ReadDir | WriteFile,
+    }
+}
+
+/// Restricts the calling process. `skipped` lists mount targets that were not
+/// mounted, whose rules are left out so the ruleset matches what exists.
+pub fn restrict_self(
+    rules: &[LandlockRule],
+    skipped: &BTreeSet<PathBuf>,
+) -> Result<(), LandlockError> {
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(TESTED_ABI))?
+        .scope(Scope::from_all(TESTED_ABI))?
+        .create()?;
+    for rule in rules.iter().filter(|r| !skipped.contains(&r.path)) {
+        // A path that is missing in the sandbox has nothing to grant.
+        let Ok(fd) = PathFd::new(&rule.path) else {
+            continue;
+        };
+        let is_dir = nix::sys::stat::fstat(&fd)
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .unwrap_or(false);
+        let mut rights = access_rights(rule.access);
+        if !is_dir {
+            rights &= AccessFs::from_file(TESTED_ABI);
+        }
+        if rights.is_empty() {
+            continue;
+        }
+        ruleset = ruleset.add_rule(PathBeneath::new(fd, rights))?;
+    }
+    let status = ruleset.restrict_self()?;
+    if status.ruleset == RulesetStatus::NotEnforced {
+        return Err(LandlockError::NotEnforced);
+    }
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! Builds the sandbox's root from the plan's mount operations, then pivots into it.
+//!
+//! Every bind source is opened before anything is mounted, with the trust the plan
+//! gives it. Every mount point is created and opened component by component under
+//! the new root with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, and mounts are attached
+//! to the opened descriptor, never to a path that could be swapped
+//! (CVE-2026-87766). Nothing here runs outside the sandbox's own mount namespace.
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::Mode;
+
+use crate::plan::{BindAccess, MountOp, SourceTrust};
+use crate::sandbox::sys::{
+    self, clone_tree, move_mount_onto, openat2, set_mount_attrs, FsContext, MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, RESOLVE_BENEATH,
+    RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS,
+};
+use crate::xauth;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("cannot share {path}: a component of the path is a symbolic link; grant the real path instead")]
+    SymlinkInSource { path: PathBuf },
+    #[error("cannot open {path} to share it")]
+    OpenSource {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mount point {path}: a component is a symbolic link or not a directory")]
+    BadMountPoint { path: PathBuf },
+    #[error("{step} {path}")]
+    Step {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn step<'p>(step: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> MountError + 'p {
+    move |source| MountError::Step {
+        step,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn errno(e: nix::errno::Errno) -> io::Error {
+    e.into()
+}
+
+/// What a mount operation needs from the host, fetched before the new root exists.
+pub enum Source {
+    None,
+    Path(OwnedFd),
+    Bytes(Vec<u8>),
+    /// An optional source that does not exist on this host.
+    Missing,
+}
+
+/// Opens every bind source and reads every host file the plan copies.
+pub fn open_sources(mounts: &[MountOp], hostname: &str) -> Result<Vec<Source>, MountError> {
+    mounts
+        .iter()
+        .map(|op| match op {
+            MountOp::Bind {
+                source,
+                trust,
+                optional,
+                ..
+            } => {
+                let opened = match trust {
+                    SourceTrust::System => openat2(None, source, libc::O_PATH, 0, 0),
+                    SourceTrust::NoSymlinks => openat2(
+                        None,
+                        source,
+                        libc::O_PATH | libc::O_NOFOLLOW,
+                        0,
+                        RESOLVE_NO_SYMLINKS,
+                    ),
+                };
+                match opened {
+                    Ok(fd) => Ok(Source::Path(fd)),
+                    Err(e) if *optional && e.raw_os_error() == Some(libc::ENOENT) => {
+                        Ok(Source::Missing)
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                        Err(MountError::SymlinkInSource {
+                            path: source.clone(),
+                        })
+                    }
+                    Err(e) => Err(MountError::OpenSource {
+                        path: source.clone(),
+                        source: e,
+                    }),
+                }
+            }
+            MountOp::Xauthority {
+                source, display, ..
+            } => {
+                let bytes = openat2(None, source, libc::O_RDONLY | libc::O_NOFOLLOW, 0, 0)
+                    .and_then(|fd| {
+                        let mut file = std::fs::File::from(fd);
+                        let mut bytes = Vec::new();
+                        io::Read::read_to_end(&mut file, &mut bytes)?;
+                        Ok(bytes)
+                    })
+                    .unwrap_or_default();
+                Ok(Source::Bytes(xauth::filter_for_display(
+                    &bytes, display, hostname,
+                )))
+            }
+            _ => Ok(Source::None),
+        })
+        .collect()
+}
+
+const STRICT: u64 = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+
+/// The new root while it is being built, with its mount points opened strictly beneath it.
+struct NewRoot {
+    fd: OwnedFd,
+}
+
+impl NewRoot {
+    /// Opens `path` (absolute inside the sandbox) as a directory, creating
+    /// missing components with `mode`.
+    fn dir(&self, path: &Path, mode: u32) -> Result<OwnedFd, MountError> {
+        let mut current = nix::unistd::dup(self.fd.as_fd())
+            .map_err(|e| step("duplicating the root of", path)(errno(e)))?;
+        for component in path.components() {
+            let name = match component {
+                Component::RootDir => continue,
+                Component::Normal(name) => name,
+                _ => {
+                    return Err(MountError::BadMountPoint {
+                        path: path.to_owned(),
+                    })
+                }
+            };
+            match nix::sys::stat::mkdirat(current.as_fd(), name, Mode::from_bits_truncate(mode)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(step("creating mount point", path)(errno(e))),
+            }
+            current = openat2(
+                Some(current.as_fd()),
+                Path::new(name),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+                STRICT,
+            )
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV) => MountError::BadMountPoint {
+                    path: path.to_owned(),
+                },
+                _ => step("opening mount point", path)(e),
+            })?;
+        }
+        Ok(current)
+    }
+
+    /// The parent directory of `path` and the final name.
+    fn parent<'p>(&self, path: &'p Path) -> Result<(OwnedFd, &'p std::ffi::OsStr), MountError> {
+        let name = path.file_name().ok_or_else(|| MountError::BadMountPoint {
+            path: path.to_owned(),
+        })?;
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        Ok((self.dir(parent, 0o755)?, name))
+    }
+
+    /// Opens `path` with `flags`, creating an empty file first if missing.
+    fn file(&self, path: &Path, mode: u32, flags: i32) -> Result<OwnedFd, MountError> {
+        let (parent, name) = self.parent(path)?;
+        let open = |flags: i32| {
+            openat2(
+                Some(parent.as_fd()),
+                Path::new(name),
+                libc::O_NOFOLLOW | flags,
+                // openat2 refuses a mode unless it creates.
+                if flags & libc::O_CREAT != 0 { mode } else { 0 },
+                STRICT,
+            )
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP | libc::EXDEV) => MountError::BadMountPoint {
+                    path: path.to_owned(),
+                },
+                _ => step("creating", path)(e),
+            })
+        };
+        if flags & libc::O_PATH != 0 {
+            // O_PATH cannot create: make an empty file first if there is none.
+            match open(libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY) {
+                Ok(_) => {}
+                Err(MountError::Step { source, .. })
+                    if source.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => return Err(e),
+            }
+            open(flags)
+        } else {
+            open(libc::O_CREAT | flags)
+        }
+    }
+
+    fn write_file(
+        &self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<std::fs::File, MountError> {
+        let fd = self.file(path, mode, libc::O_WRONLY | libc::O_EXCL)?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(contents).map_err(step("writing", path))?;
+        Ok(file)
+    }
+}
+
+fn mount_fresh(
+    fstype: &std::ffi::CStr,
+    options: &[(&str, String)],
+    attrs: u64,
+    target: BorrowedFd,
+    path: &Path,
+) -> Result<(), MountError> {
+    let context = FsContext::open(fstype).map_err(step("creating a filesystem for", path))?;
+    for (key, value) in options {
+        context
+            .set_string(key, value)
+            .map_err(step("configuring the filesystem for", path))?;
+    }
+    let mount = context.mount(attrs).map_err(step("mounting", path))?;
+    move_mount_onto(mount.as_fd(), target).map_err(step("attaching", path))
+}
+
+/// Where the new root is assembled before the pivot. It is this namespace's own
+/// mount over the host's `/tmp`, so nothing outside ever sees it.
+const STAGING: &str = "/tmp";
+
+/// Builds the root and pivots into it. Returns the targets of optional binds
+/// that were skipped because their host side is missing.
+/// `app_owner` owns the files written for the app, such as its Xauthority.
+pub fn build_root(
+    mounts: &[MountOp],
+    sources: Vec<Source>,
+    app_owner: (u32, u32),
+) -> Result<BTreeSet<PathBuf>, MountError> {
+    let root_path = Path::new("/");
+    // Keep every mount event inside this namespace.
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| step("making the mount tree private at", root_path)(errno(e)))?;
+
+    let staging = Path::new(STAGING);
+    let staging_fd = openat2(None, staging, libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+        .map_err(step("opening", staging))?;
+    let root_mount = {
+        let context =
+            FsContext::open(c"tmpfs").map_err(step("creating the root filesystem at", staging))?;
+        context
+            .set_string("mode", "0755".to_owned().as_str())
+            .map_err(step("configuring the root filesystem at", staging))?;
+        context
+            .mount(MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+            .map_err(step("mounting the root filesystem at", staging))?
+    };
+    move_mount_onto(root_mount.as_fd(), staging_fd.as_fd())
+        .map_err(step("attaching the root filesystem at", staging))?;
+    let root = NewRoot { fd: root_mount };
+
+    let mut skipped = BTreeSet::new();
+    for (op, source) in mounts.iter().zip(sources) {
+        apply(&root, op, source, app_owner, &mut skipped)?;
+    }
+
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it
+    // leaves only the new root, with no path back to the host.
+    nix::unistd::fchdir(root.fd.as_fd()).map_err(|e| step("entering", staging)(errno(e)))?;
+    sys::pivot_root(Path::new("."), Path::new(".")).map_err(step("pivoting into", staging))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH)
+        .map_err(|e| step("detaching the host root from", root_path)(errno(e)))?;
+    nix::unistd::chdir("/").map_err(|e| step("entering", root_path)(errno(e)))?;
+    let new_root = openat2(None, root_path, libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+        .map_err(step("opening", root_path))?;
+    set_mount_attrs(
+        new_root.as_fd(),
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        false,
+    )
+    .map_err(step("making read-only", root_path))?;
+    Ok(skipped)
+}
+
+fn apply(
+    root: &NewRoot,
+    op: &MountOp,
+    source: Source,
+    app_owner: (u32, u32),
+    skipped: &mut BTreeSet<PathBuf>,
+) -> Result<(), MountError> {
+    match op {
+        MountOp::Dir { path, mode } => {
+            let fd = root.dir(path, *mode)?;
+            // mkdirat honours only the permission bits; set sticky bits explicitly.
+            nix::sys::stat::fchmodat(
+                fd.as_fd(),
+                ".",
+                Mode::from_bits_truncate(*mode),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .map_err(|e| step("setting the mode of", path)(errno(e)))?;
+        }
+        MountOp::Tmpfs { path, mode, owner } => {
+            let target = root.dir(path, 0o755)?;
+            let mut options = vec![("mode", format!("{mode:o}"))];
+            if let Some((uid, gid)) = owner {
+                options.push(("uid", uid.to_string()));
+                options.push(("gid", gid.to_string()));
+            }
+            mount_fresh(
+                c"tmpfs",
+                &options,
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                target.as_fd(),
+                path,
+            )?;
+        }
+        MountOp::Bind { dest, access, .. } => {
+            let source = match source {
+                Source::Path(fd) => fd,
+                _ => {
+                    skipped.insert(dest.clone());
+                    return Ok(());
+                }
+            };
+            let is_dir = nix::sys::stat::fstat(source.as_fd())
+                .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .map_err(|e| step("inspecting the source of", dest)(errno(e)))?;
+            let target = if is_dir {
+                root.dir(dest, 0o755)?
+            } else {
+                root.file(dest, 0o644, libc::O_PATH)?
+            };
+            let tree = clone_tree(source.as_fd()).map_err(step("copying the mount for", dest))?;
+            let attrs = match access {
+                BindAccess::ReadOnly => MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                BindAccess::ReadWrite => MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                BindAccess::Device => MOUNT_ATTR_NOSUID,
+            };
+            set_mount_attrs(tree.as_fd(), attrs, true).map_err(step("restricting", dest))?;
+            move_mount_onto(tree.as_fd(), target.as_fd()).map_err(step("attaching", dest))?;
+        }
+        MountOp::Proc { path } => {
+            let target = root.dir(path, 0o555)?;
+            mount_fresh(
+                c"proc",
+                &[],
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                target.as_fd(),
+                path,
+            )?;
+        }
+        MountOp::Devpts { path } => {
+            let target = root.dir(path, 0o755)?;
+            mount_fresh(
+                c"devpts",
+                &[("ptmxmode", "0666".into()), ("mode", "0620".into())],
+                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+                target.as_fd(),
+                path,
+            )?;
+        }
+        MountOp::Symlink { target, path } => {
+            let (parent, name) = root.parent(path)?;
+            nix::unistd::symlinkat(target.as_path(), parent.as_fd(), name)
+                .map_err(|e| step("creating the symlink", path)(errno(e)))?;
+        }
+        MountOp::File {
+            path,
+            contents,
+            mode,
+        } => {
+            root.write_file(path, contents.as_bytes(), *mode)?;
+        }
+        MountOp::Xauthority { path, .. } => {
+            let bytes = match source {
+                Source::Bytes(bytes) => bytes,
+                _ => Vec::new(),
+            };
+            let file = root.write_file(path, &bytes, 0o600)?;
+            let (uid, gid) = app_owner;
+            nix::unistd::fchown(&file, Some(uid.into()), Some(gid.into()))
+                .map_err(|e| step("handing to the app", path)(errno(e)))?;
+        }
+    }
+    Ok(())
+}
