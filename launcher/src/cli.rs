@@ -178,6 +178,14 @@ fn overrides_in_order(matches: &ArgMatches) -> Result<Vec<Change>> {
 }
 
 pub fn main() -> i32 {
+    // appbox needs no privilege it was not started with; a setuid or setgid
+    // install would hand the caller's choices to a more privileged process.
+    if nix::unistd::geteuid() != nix::unistd::getuid()
+        || nix::unistd::getegid() != nix::unistd::getgid()
+    {
+        eprintln!("appbox: error: appbox must not be installed setuid or setgid; remove the bit with `chmod ug-s`");
+        return 1;
+    }
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

@@ -8,7 +8,7 @@ use crate::permissions::XdgDir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostFactsError {
-    #[error("cannot find the home directory of uid {uid} in the user database")]
+    #[error("cannot find uid {uid} in the user database")]
     NoHome { uid: u32 },
     #[error("cannot resolve the home directory {path}")]
     Home {
@@ -51,13 +51,18 @@ impl HostFacts {
             .ok()
             .flatten()
             .ok_or(HostFactsError::NoHome { uid })?;
-        let home = std::fs::canonicalize(&user.dir).map_err(|source| HostFactsError::Home {
-            path: user.dir.clone(),
-            source,
-        })?;
         let env: BTreeMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
+        // Like GLib, $HOME wins over the user database; it is the user's own choice.
+        let home_dir = match env.get("HOME") {
+            Some(home) if Path::new(home).is_absolute() => PathBuf::from(home),
+            _ => user.dir.clone(),
+        };
+        let home = std::fs::canonicalize(&home_dir).map_err(|source| HostFactsError::Home {
+            path: home_dir,
+            source,
+        })?;
         let runtime_dir = match env.get("XDG_RUNTIME_DIR") {
             Some(dir) if Path::new(dir).is_absolute() => PathBuf::from(dir),
             _ => {

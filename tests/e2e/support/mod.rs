@@ -1,1 +1,385 @@
 //! Shared helpers for the end-to-end tests.
+//!
+//! Every sandbox test runs `appbox` as a desktop user would: unprivileged. When
+//! the tests run as root (as in CI), commands run as the `appbox-test` user that
+//! `tests/bootstrap.sh` creates. Each test gets its own home and runtime
+//! directory in a fresh, world-readable temp dir, with private copies of the
+//! `appbox` binary and the static probe.
+
+use std::ffi::OsStr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub const TEST_USER: &str = "appbox-test";
+
+/// Who the sandbox runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl User {
+    pub fn is_root(self) -> bool {
+        self.uid == 0
+    }
+}
+
+fn lookup_user(name: &str) -> Option<User> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() != Some(&name) || fields.len() < 4 {
+            return None;
+        }
+        Some(User {
+            uid: fields[2].parse().ok()?,
+            gid: fields[3].parse().ok()?,
+        })
+    })
+}
+
+/// The unprivileged user the tests run the sandbox as.
+pub fn unprivileged_user() -> User {
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if uid != 0 {
+        return User { uid, gid };
+    }
+    lookup_user(TEST_USER).unwrap_or_else(|| {
+        panic!("running as root, but the user {TEST_USER} does not exist; run tests/bootstrap.sh first")
+    })
+}
+
+pub fn running_as_root() -> bool {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() == 0 }
+}
+
+fn target_dir() -> PathBuf {
+    // The test binary is target/<profile>/deps/<name>.
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.ancestors()
+        .nth(3)
+        .expect("test binary inside a target dir")
+        .to_path_buf()
+}
+
+/// A built artifact, from an environment variable or next to the test binary.
+fn artifact(var: &str, default: PathBuf, hint: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    assert!(
+        path.is_file(),
+        "{} not found at {}; {hint}",
+        var,
+        path.display()
+    );
+    path
+}
+
+/// A directory that every user can enter, shared by all tests of this process,
+/// holding the binaries under test.
+fn shared_bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe_dir = target_dir();
+        let appbox = artifact(
+            "APPBOX_BIN",
+            exe_dir.join("debug/appbox"),
+            "build it with `cargo build -p appbox` or run tests/run-tests.sh",
+        );
+        let probe = artifact(
+            "APPBOX_PROBE",
+            exe_dir.join("probe/appbox-probe"),
+            "build it with tests/run-tests.sh (a static build of appbox-probe)",
+        );
+        let dir = make_world_dir("bin");
+        for (source, name) in [(appbox, "appbox"), (probe, "appbox-probe")] {
+            let dest = dir.join(name);
+            std::fs::copy(&source, &dest).expect("copy test binary");
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    })
+}
+
+fn make_world_dir(tag: &str) -> PathBuf {
+    let base = std::env::temp_dir().join(format!(
+        "appbox-e2e-{}-{tag}-{}",
+        std::process::id(),
+        unique()
+    ));
+    std::fs::create_dir_all(&base).expect("create test dir");
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    base
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn chown(path: &Path, user: User) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string; lchown does not follow a final symlink.
+    let ret = unsafe { libc::lchown(c.as_ptr(), user.uid, user.gid) };
+    assert_eq!(ret, 0, "chown {}", path.display());
+}
+
+/// One test's world: a home, a runtime dir and app dirs, owned by the test user.
+pub struct World {
+    pub root: PathBuf,
+    pub user: User,
+    pub home: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+impl World {
+    /// A world for the unprivileged test user.
+    pub fn new() -> Self {
+        Self::for_user(unprivileged_user())
+    }
+
+    /// A world where appbox itself runs as root (the separate root case).
+    pub fn as_root() -> Self {
+        assert!(
+            running_as_root(),
+            "World::as_root needs the tests to run as root"
+        );
+        Self::for_user(User { uid: 0, gid: 0 })
+    }
+
+    fn for_user(user: User) -> Self {
+        let root = make_world_dir("world");
+        let home = root.join("home");
+        let runtime_dir = root.join("run");
+        for dir in [&home, &runtime_dir] {
+            std::fs::create_dir(dir).unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            chown(dir, user);
+        }
+        World {
+            root,
+            user,
+            home,
+            runtime_dir,
+        }
+    }
+
+    pub fn appbox_path(&self) -> PathBuf {
+        shared_bin_dir().join("appbox")
+    }
+
+    pub fn probe_path(&self) -> PathBuf {
+        shared_bin_dir().join("appbox-probe")
+    }
+
+    /// Writes an unpacked app whose command is the probe, with the given
+    /// permissions (Flatpak finish-args). Returns its directory.
+    pub fn probe_app(&self, id: &str, permissions: &[&str]) -> PathBuf {
+        let dir = self.root.join("apps").join(id);
+        let bin = dir.join("files/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy(self.probe_path(), bin.join("appbox-probe")).unwrap();
+        let permissions: Vec<String> = permissions.iter().map(|p| format!("{p:?}")).collect();
+        self.write(
+            &dir.join("metadata.toml"),
+            &format!(
+                "id = \"{id}\"\nname = \"Probe\"\ncommand = \"appbox-probe\"\nruntime = \"host\"\npermissions = [{}]\n",
+                permissions.join(", ")
+            ),
+        );
+        make_readable(&self.root.join("apps"));
+        dir
+    }
+
+    /// Writes a file readable by everyone.
+    pub fn write(&self, path: &Path, contents: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+
+    /// Creates a directory (and parents) under the test user's home, owned by them.
+    pub fn home_dir(&self, rel: &str) -> PathBuf {
+        let mut path = self.home.clone();
+        for part in Path::new(rel).components() {
+            path.push(part);
+            if !path.exists() {
+                std::fs::create_dir(&path).unwrap();
+                chown(&path, self.user);
+            }
+        }
+        path
+    }
+
+    /// `appbox ARGS` as the world's user, with a clean desktop-like environment.
+    pub fn appbox<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(self.appbox_path());
+        cmd.args(args);
+        self.prepare(&mut cmd);
+        cmd
+    }
+
+    /// Applies the user, environment and working directory of this world.
+    pub fn prepare(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", &self.runtime_dir)
+            .env("PATH", "/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
+            .env("TERM", "xterm")
+            .current_dir(&self.root);
+        if running_as_root() && !self.user.is_root() {
+            // std drops supplementary groups when it changes the uid as root.
+            cmd.uid(self.user.uid).gid(self.user.gid);
+        }
+    }
+
+    /// Runs the probe app with `checks` and returns its report.
+    pub fn probe(&self, app: &Path, extra: &[&str], checks: &[&str]) -> ProbeReport {
+        let mut args: Vec<String> =
+            vec!["run".into(), "--app-dir".into(), app.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push("--".into());
+        args.extend(checks.iter().map(|s| s.to_string()));
+        let output = self
+            .appbox(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run appbox");
+        ProbeReport::from_output(output)
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test world kept for inspection: {}", self.root.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn make_readable(dir: &Path) {
+    for entry in walk(dir) {
+        let meta = std::fs::symlink_metadata(&entry).unwrap();
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        let extra = if meta.is_dir() || mode & 0o100 != 0 {
+            0o755
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode | extra)).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// The parsed output of one probe run.
+#[derive(Debug)]
+pub struct ProbeReport {
+    pub output: Output,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ProbeReport {
+    pub fn from_output(output: Output) -> Self {
+        ProbeReport {
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            output,
+        }
+    }
+
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    fn line(&self, check: &str) -> Option<&str> {
+        self.stdout.lines().find(|line| {
+            line.strip_prefix("ok ")
+                .or_else(|| line.strip_prefix("FAIL "))
+                .is_some_and(|rest| {
+                    rest.strip_prefix(check)
+                        .is_some_and(|after| after.starts_with(':'))
+                })
+        })
+    }
+
+    /// Whether `check` ran and passed.
+    pub fn passed(&self, check: &str) -> bool {
+        self.line(check).is_some_and(|l| l.starts_with("ok "))
+    }
+
+    /// Whether `check` ran and failed.
+    pub fn failed(&self, check: &str) -> bool {
+        self.line(check).is_some_and(|l| l.starts_with("FAIL "))
+    }
+
+    /// Asserts that every check passed and the probe exited 0.
+    pub fn assert_all_ok(&self) {
+        assert!(
+            self.code() == Some(0)
+                && !self.stdout.contains("\nFAIL ")
+                && !self.stdout.starts_with("FAIL "),
+            "probe reported failures (exit {:?}):\n{}\nstderr:\n{}",
+            self.code(),
+            self.stdout,
+            self.stderr
+        );
+    }
+
+    /// Asserts that `check` ran and failed: the protection it tests is gone.
+    pub fn assert_failed(&self, check: &str) {
+        assert!(
+            self.failed(check),
+            "expected {check} to FAIL:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+/// Creates an empty file only the owner can read, for markers the sandbox must not see.
+pub fn secret_file(path: &Path, owner: User) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    chown(path, owner);
+}
