@@ -49,6 +49,8 @@ fn filesystem_checks(world: &World) -> Vec<String> {
         "readonly=/".into(),
         "writable=/tmp".into(),
         "readable=/etc/passwd".into(),
+        "unreadable=/proc/1/environ".into(),
+        "unreadable=/proc/1/mem".into(),
     ]
 }
 

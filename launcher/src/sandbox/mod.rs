@@ -427,9 +427,10 @@ fn init_setup(
         .map_err(|e| SandboxError::Setup(chain(&e)))?;
     let skipped = mounts::build_root(&plan.mounts, sources, (plan.ids.app_uid, plan.ids.app_gid))
         .map_err(|e| SandboxError::Setup(chain(&e)))?;
-    // Nothing in the sandbox may read this process's memory or ptrace it.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // pid 1 stays dumpable so `appbox enter` can join it through a pidfd (which
+    // needs ptrace read access). The app still cannot touch it: pid 1 holds
+    // capabilities the app lacks, seccomp refuses ptrace, and Landlock refuses
+    // access to processes outside the app's domain.
     Ok(skipped)
 }
 
