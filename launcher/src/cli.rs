@@ -35,7 +35,7 @@ enum Command {
         after_help = "Arguments after `--` go to the app unchanged, even if they start with '-'.\n\
 Permission options override the app's own permissions for this run only, in the order given."
     )]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List running sandboxes
     Ps {
         /// Print JSON for scripts
@@ -196,7 +196,7 @@ pub fn main() -> i32 {
             let Some(("run", run_matches)) = matches.subcommand() else {
                 unreachable!("clap dispatched run")
             };
-            run(args, run_matches)
+            run(*args, run_matches)
         }
         Command::Ps { json } => ps(json).map(|()| 0),
         Command::Kill { target } => kill(&target).map(|()| 0),
@@ -297,7 +297,7 @@ fn ps(json: bool) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
-    writeln!(out, "{:<12} {:<8} {}", "Instance", "PID", "Application")?;
+    writeln!(out, "{:<12} {:<8} Application", "Instance", "PID")?;
     for r in &records {
         writeln!(out, "{:<12} {:<8} {}", r.instance, r.pid, r.app_id)?;
     }

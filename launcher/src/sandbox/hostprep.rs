@@ -44,6 +44,20 @@ pub fn open_dir_beneath(
     mode: u32,
     create: bool,
 ) -> Result<OwnedFd, HostPrepError> {
+    open_dir_recording(base, base_path, rel, mode, create, &mut Vec::new())
+}
+
+/// A directory this launch created: its parent and its name.
+type Created = (OwnedFd, std::ffi::OsString);
+
+fn open_dir_recording(
+    base: BorrowedFd,
+    base_path: &Path,
+    rel: &Path,
+    mode: u32,
+    create: bool,
+    created: &mut Vec<Created>,
+) -> Result<OwnedFd, HostPrepError> {
     let mut current: Option<OwnedFd> = None;
     let mut shown = base_path.to_path_buf();
     for component in rel.components() {
@@ -58,7 +72,12 @@ pub fn open_dir_beneath(
                 name,
                 nix::sys::stat::Mode::from_bits_truncate(mode),
             ) {
-                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Ok(()) => {
+                    if let Ok(parent) = nix::unistd::dup(parent) {
+                        created.push((parent, name.to_owned()));
+                    }
+                }
+                Err(nix::errno::Errno::EEXIST) => {}
                 Err(e) => {
                     return Err(HostPrepError::Create {
                         path: shown,
@@ -70,7 +89,7 @@ pub fn open_dir_beneath(
         let fd = openat2(
             Some(parent),
             Path::new(name),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            libc::O_PATH | libc::O_DIRECTORY,
             0,
             RESOLVE_STRICT,
         )
@@ -94,8 +113,42 @@ pub fn open_dir_beneath(
     }
 }
 
+/// Directories created for one launch, removed again if the launch fails so
+/// that a refused launch leaves the host as it was.
+#[derive(Default)]
+pub struct Prepared {
+    created: Vec<Created>,
+}
+
+impl Prepared {
+    pub fn roll_back(self) {
+        for (parent, name) in self.created.into_iter().rev() {
+            let _ = nix::unistd::unlinkat(
+                parent.as_fd(),
+                name.as_os_str(),
+                nix::unistd::UnlinkatFlags::RemoveDir,
+            );
+        }
+    }
+}
+
 /// Creates every planned directory under `home`.
-pub fn prepare(home: &Path, dirs: &[HostDir]) -> Result<(), HostPrepError> {
+pub fn prepare(home: &Path, dirs: &[HostDir]) -> Result<Prepared, HostPrepError> {
+    let mut prepared = Prepared::default();
+    match prepare_into(home, dirs, &mut prepared.created) {
+        Ok(()) => Ok(prepared),
+        Err(e) => {
+            prepared.roll_back();
+            Err(e)
+        }
+    }
+}
+
+fn prepare_into(
+    home: &Path,
+    dirs: &[HostDir],
+    created: &mut Vec<Created>,
+) -> Result<(), HostPrepError> {
     let home_fd = openat2(
         None,
         home,
@@ -108,7 +161,14 @@ pub fn prepare(home: &Path, dirs: &[HostDir]) -> Result<(), HostPrepError> {
         source,
     })?;
     for dir in dirs {
-        let fd = open_dir_beneath(home_fd.as_fd(), home, &dir.path_in_home, 0o700, true)?;
+        let fd = open_dir_recording(
+            home_fd.as_fd(),
+            home,
+            &dir.path_in_home,
+            0o700,
+            true,
+            created,
+        )?;
         if let Some((uid, gid)) = dir.chown_to {
             nix::unistd::fchownat(
                 fd.as_fd(),

@@ -303,9 +303,22 @@ pub fn launch(
     disabled: &BTreeSet<Layer>,
 ) -> Result<Running, SandboxError> {
     landlock::require_abi_v1()?;
-    hostprep::prepare(home, &plan.host_dirs)?;
     let mut app = AppSetup::new(plan, disabled)?;
+    let prepared = hostprep::prepare(home, &plan.host_dirs)?;
+    match start(plan, &mut app, disabled) {
+        Ok(running) => Ok(running),
+        Err(e) => {
+            prepared.roll_back();
+            Err(e)
+        }
+    }
+}
 
+fn start(
+    plan: &SandboxPlan,
+    app: &mut AppSetup,
+    disabled: &BTreeSet<Layer>,
+) -> Result<Running, SandboxError> {
     let signals = monitor_signals();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&signals), None).map_err(sys_err("block signals"))?;
 
@@ -331,7 +344,7 @@ pub fn launch(
         drop(go_write);
         drop(report_read);
         app.umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-        sandbox_init(&app, go_read, report_write, disabled);
+        sandbox_init(app, go_read, report_write, disabled);
     }
     let pid = Pid::from_raw(pid);
     drop(go_read);

@@ -80,7 +80,9 @@ pub fn open_sources(mounts: &[MountOp], hostname: &str) -> Result<Vec<Source>, M
                     SourceTrust::NoSymlinks => openat2(
                         None,
                         source,
-                        libc::O_PATH | libc::O_NOFOLLOW,
+                        // No O_NOFOLLOW: with it, O_PATH would return a final
+                        // symlink itself instead of failing with ELOOP.
+                        libc::O_PATH,
                         0,
                         RESOLVE_NO_SYMLINKS,
                     ),
@@ -151,7 +153,7 @@ impl NewRoot {
             current = openat2(
                 Some(current.as_fd()),
                 Path::new(name),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                libc::O_PATH | libc::O_DIRECTORY,
                 0,
                 STRICT,
             )
@@ -181,7 +183,7 @@ impl NewRoot {
             openat2(
                 Some(parent.as_fd()),
                 Path::new(name),
-                libc::O_NOFOLLOW | flags,
+                flags,
                 // openat2 refuses a mode unless it creates.
                 if flags & libc::O_CREAT != 0 { mode } else { 0 },
                 STRICT,
