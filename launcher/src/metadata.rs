@@ -138,6 +138,9 @@ pub fn validate_command(command: &str) -> Result<(), &'static str> {
     if command.starts_with('-') {
         return Err("must not start with '-'");
     }
+    if command.is_empty() || command.ends_with('/') {
+        return Err("must name a program");
+    }
     if command.split('/').any(|part| part == "..") {
         return Err("must not contain '..'");
     }

@@ -192,7 +192,13 @@ const RESERVED_PATHS: &[&str] = &[
     "tmp",
     ".flatpak-info",
     "run/appbox",
+    "run/user",
 ];
+
+/// Paths reserved themselves, though some paths below them may be granted
+/// (such as `/run/media`): granting all of `/run` would hide the sandbox's own
+/// runtime directory.
+const RESERVED_EXACT: &[&str] = &["run"];
 
 /// Where a `filesystem=` grant points.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -235,7 +241,7 @@ impl FsLocation {
             let reserved = RESERVED_PATHS.iter().any(|reserved| {
                 let reserved = RelPath(reserved.to_string());
                 rel.starts_with(&reserved) && (!reserved.is_empty() || rel.is_empty())
-            });
+            }) || RESERVED_EXACT.contains(&rel.as_str());
             if reserved {
                 return Err(PermissionError::Reserved {
                     path: Escaped(text).to_string(),
@@ -591,6 +597,9 @@ mod tests {
         assert!(err("--filesystem=/home/../etc").contains("'..' is not allowed"));
         assert!(err("--filesystem=/usr/lib").contains("reserved"));
         assert!(err("--filesystem=/").contains("reserved"));
+        assert!(err("--filesystem=/run").contains("reserved"));
+        assert!(err("--filesystem=/run/user/1000").contains("reserved"));
+        assert!(Change::parse("--filesystem=/run/media").is_ok());
         assert!(err("--filesystem=Documents").contains("unknown value"));
         assert!(err("--filesystem=~/a\u{1b}[2J").contains("escape"));
         assert!(err("--env=1X=y").contains("env"));

@@ -369,8 +369,7 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
     };
 
     base_system(&mut b, request, &permissions, app_uid, app_gid);
-    filesystem_grants(&mut b, &permissions);
-    protect_appbox_state(&mut b, &permissions);
+    filesystem_grants(&mut b, &permissions, &app_home);
 
     // The app's own home comes after the grants, so a granted parent never hides it.
     b.bind(
@@ -380,16 +379,6 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
         SourceTrust::NoSymlinks,
         false,
     );
-    for persist in &permissions.persist {
-        let source = app_home.join(persist.as_str());
-        b.bind(
-            &source,
-            facts.home.join(persist.as_str()),
-            BindAccess::ReadWrite,
-            SourceTrust::NoSymlinks,
-            false,
-        );
-    }
 
     sockets(&mut b, &permissions);
     devices(&mut b, &permissions);
@@ -416,17 +405,20 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
         });
     }
     for (location, access) in &permissions.filesystems {
-        if *access == FsAccess::Create {
-            if let Some(host) = host_path(facts, location) {
-                if let Ok(rel) = host.strip_prefix(&facts.home) {
-                    if !rel.as_os_str().is_empty() {
-                        host_dirs.push(HostDir {
-                            path_in_home: rel.to_path_buf(),
-                            chown_to: None,
-                        });
-                    }
-                }
-            }
+        if *access != FsAccess::Create {
+            continue;
+        }
+        let Some(host) = host_path(facts, location) else {
+            continue;
+        };
+        match host.strip_prefix(&facts.home) {
+            Ok(rel) if !rel.as_os_str().is_empty() => host_dirs.push(HostDir {
+                path_in_home: rel.to_path_buf(),
+                chown_to,
+            }),
+            _ => b.notes.push(format!(
+                "filesystem={location}:create: only directories inside home are created; shared only if it exists"
+            )),
         }
     }
 
@@ -546,7 +538,12 @@ fn base_system(
     } else {
         facts.user_name.as_str()
     };
-    let home = facts.home.display();
+    // The passwd home matches $HOME, so getpwuid() and $HOME agree.
+    let home = facts
+        .home
+        .join(".var/app")
+        .join(request.metadata.id.as_str());
+    let home = home.display();
     b.mounts.push(MountOp::File {
         path: "/etc/passwd".into(),
         contents: format!(
@@ -642,16 +639,19 @@ fn base_system(
     b.mounts.push(MountOp::Devpts {
         path: "/dev/pts".into(),
     });
-    if permissions.devices.contains(&Device::Shm) && !share_all_devices {
-        b.dir("/dev/shm", 0o1777);
-        b.bind(
-            "/dev/shm",
-            "/dev/shm",
-            BindAccess::ReadWrite,
-            SourceTrust::System,
-            false,
-        );
-    } else if !share_all_devices {
+    if permissions.devices.contains(&Device::Shm) {
+        if !share_all_devices {
+            b.dir("/dev/shm", 0o1777);
+            b.bind(
+                "/dev/shm",
+                "/dev/shm",
+                BindAccess::ReadWrite,
+                SourceTrust::System,
+                false,
+            );
+        }
+    } else {
+        // Shared memory stays private unless device=shm, even with device=all.
         b.mounts.push(MountOp::Tmpfs {
             path: "/dev/shm".into(),
             mode: 0o1777,
@@ -717,8 +717,18 @@ fn host_path(facts: &HostFacts, location: &FsLocation) -> Option<PathBuf> {
     }
 }
 
-fn filesystem_grants(b: &mut Builder, permissions: &Permissions) {
+/// Directories appbox itself keeps in home. A writable grant over any of them
+/// would let an app rewrite its own or another app's permissions and launchers
+/// (firejail #7154), so each is covered read-only again.
+const APPBOX_STATE: &[&str] = &[
+    ".config/appbox",
+    ".local/share/appbox",
+    ".local/share/applications",
+];
+
+fn filesystem_grants(b: &mut Builder, permissions: &Permissions, app_home: &Path) {
     let facts = b.facts;
+    // (source, dest, access, trust); grants are optional: a missing path is skipped.
     let mut binds: Vec<(PathBuf, PathBuf, BindAccess, SourceTrust)> = Vec::new();
     let access_of = |access: FsAccess| {
         if access.is_writable() {
@@ -792,42 +802,51 @@ fn filesystem_grants(b: &mut Builder, permissions: &Permissions) {
             },
         }
     }
-    // Parents before children, so a narrower grant is mounted on top of a wider one.
-    binds.sort_by(|a, b| a.1.cmp(&b.1));
+
+    // A persisted directory lives in the app's own data but appears in home.
+    for persist in &permissions.persist {
+        binds.push((
+            app_home.join(persist.as_str()),
+            facts.home.join(persist.as_str()),
+            BindAccess::ReadWrite,
+            SourceTrust::NoSymlinks,
+        ));
+    }
+
+    for state in APPBOX_STATE {
+        let path = facts.home.join(state);
+        let covered_writable = binds
+            .iter()
+            .any(|(_, dest, access, _)| *access == BindAccess::ReadWrite && path.starts_with(dest));
+        if covered_writable {
+            binds.push((
+                path.clone(),
+                path,
+                BindAccess::ReadOnly,
+                SourceTrust::NoSymlinks,
+            ));
+        }
+    }
+
+    // Parents before children, so a narrower grant is mounted on top of a wider
+    // one; of two grants of one path, the stronger is kept.
+    binds.sort_by(|a, b| {
+        a.1.cmp(&b.1)
+            .then_with(|| access_rank(b.2).cmp(&access_rank(a.2)))
+    });
     binds.dedup_by(|later, earlier| later.1 == earlier.1);
     for (source, dest, access, trust) in binds {
-        b.bind(source, dest, access, trust, true);
+        // Persisted directories are created beforehand, so they must exist.
+        let optional = !source.starts_with(app_home);
+        b.bind(source, dest, access, trust, optional);
     }
 }
 
-/// With a grant that covers home, appbox's own config, store and desktop exports
-/// would be writable; they are covered read-only so an app cannot rewrite its own
-/// or another app's permissions (firejail #7154).
-fn protect_appbox_state(b: &mut Builder, permissions: &Permissions) {
-    let facts = b.facts;
-    let writable_home = permissions.filesystems.iter().any(|(location, access)| {
-        access.is_writable() && matches!(location, FsLocation::Home | FsLocation::Host)
-            || matches!(
-                location,
-                FsLocation::HomePath(_) | FsLocation::Xdg(XdgDir::Config | XdgDir::Data, _)
-            ) && access.is_writable()
-    });
-    if !writable_home {
-        return;
-    }
-    for sub in [
-        ".config/appbox",
-        ".local/share/appbox",
-        ".local/share/applications",
-    ] {
-        let path = facts.home.join(sub);
-        b.bind(
-            &path,
-            &path,
-            BindAccess::ReadOnly,
-            SourceTrust::NoSymlinks,
-            true,
-        );
+fn access_rank(access: BindAccess) -> u8 {
+    match access {
+        BindAccess::ReadOnly => 0,
+        BindAccess::ReadWrite => 1,
+        BindAccess::Device => 2,
     }
 }
 
@@ -850,12 +869,22 @@ fn sockets(b: &mut Builder, permissions: &Permissions) {
     let wayland_granted = has(Socket::Wayland);
     if wayland_granted {
         let source = if wayland_name.starts_with('/') {
-            PathBuf::from(&wayland_name)
+            Some(PathBuf::from(&wayland_name))
+        } else if wayland_name.contains('/') {
+            None
         } else {
-            facts.runtime_dir.join(&wayland_name)
+            Some(facts.runtime_dir.join(&wayland_name))
         };
-        b.runtime_socket(source, "wayland-0");
-        b.env.insert("WAYLAND_DISPLAY".into(), "wayland-0".into());
+        match source.filter(|p| clean_absolute(p)) {
+            Some(source) => {
+                b.runtime_socket(source, "wayland-0");
+                b.env.insert("WAYLAND_DISPLAY".into(), "wayland-0".into());
+            }
+            None => b.notes.push(format!(
+                "socket=wayland: WAYLAND_DISPLAY={} is not a usable socket name; Wayland is not shared",
+                crate::text::Escaped(&wayland_name)
+            )),
+        }
     }
     let wayland_available = wayland_granted && facts.env.contains_key("WAYLAND_DISPLAY");
     if has(Socket::X11) || (has(Socket::FallbackX11) && !wayland_available) {
@@ -907,6 +936,7 @@ fn sockets(b: &mut Builder, permissions: &Permissions) {
             .env
             .get("DBUS_SESSION_BUS_ADDRESS")
             .and_then(|a| unix_path_of_bus_address(a))
+            .filter(|p| clean_absolute(p))
             .unwrap_or_else(|| facts.runtime_dir.join("bus"));
         let dest = b.runtime_socket(source, "bus");
         b.env.insert(
@@ -930,13 +960,19 @@ fn sockets(b: &mut Builder, permissions: &Permissions) {
         );
     }
     if has(Socket::SshAuth) {
-        if let Some(sock) = facts.env.get("SSH_AUTH_SOCK") {
-            let dest = b.runtime_socket(PathBuf::from(sock), "ssh-auth");
+        if let Some(sock) = facts
+            .env
+            .get("SSH_AUTH_SOCK")
+            .map(PathBuf::from)
+            .filter(|p| clean_absolute(p))
+        {
+            let dest = b.runtime_socket(sock, "ssh-auth");
             b.env
                 .insert("SSH_AUTH_SOCK".into(), dest.display().to_string());
         } else {
-            b.notes
-                .push("socket=ssh-auth: SSH_AUTH_SOCK is not set; skipped".to_owned());
+            b.notes.push(
+                "socket=ssh-auth: SSH_AUTH_SOCK is not set to an absolute path; skipped".to_owned(),
+            );
         }
     }
     if has(Socket::Cups) {
@@ -951,8 +987,23 @@ fn sockets(b: &mut Builder, permissions: &Permissions) {
         );
     }
     if has(Socket::GpgAgent) {
-        b.runtime_socket(facts.runtime_dir.join("gnupg"), "gnupg");
+        // Only the agent itself: the directory also holds the SSH agent socket.
+        b.runtime_socket(
+            facts.runtime_dir.join("gnupg/S.gpg-agent"),
+            "gnupg/S.gpg-agent",
+        );
     }
+}
+
+/// An absolute path with no `.` or `..` components, safe to use as a bind source.
+fn clean_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        })
 }
 
 /// The path of a `unix:path=...` D-Bus address; abstract addresses have none.
@@ -1033,8 +1084,10 @@ fn environment(
     }
 }
 
-/// Landlock rules that mirror the mounts: each mounted path gets exactly the
-/// access its mount allows, and the root tmpfs only lets directories be listed.
+/// Landlock rules that mirror the mounts: each mounted path gets the access its
+/// mount allows, and the root tmpfs only lets directories be listed. Landlock
+/// grants the union of a path's rules and its parents', so a read-only mount
+/// nested in a writable one is enforced by the mount alone.
 pub fn landlock_rules(mounts: &[MountOp]) -> Vec<LandlockRule> {
     let mut rules = vec![
         LandlockRule {
