@@ -12,6 +12,7 @@ const SECCOMP_ATTACKS: &[&str] = &[
     "clone3",
     "clone-newuser",
     "syscalls",
+    "foreign-abi",
 ];
 
 const PROCESS_CHECKS: &[&str] = &[
@@ -126,9 +127,23 @@ fn without_seccomp_the_probe_gets_through() {
     let report = world.probe(
         &app,
         &["--unsafe-disable-layer=seccomp"],
-        &["tiocsti", "mount-api", "clone3", "syscalls", "seccomp-mode"],
+        &[
+            "tiocsti",
+            "mount-api",
+            "clone3",
+            "syscalls",
+            "foreign-abi",
+            "seccomp-mode",
+        ],
     );
-    for check in ["tiocsti", "mount-api", "clone3", "syscalls", "seccomp-mode"] {
+    for check in [
+        "tiocsti",
+        "mount-api",
+        "clone3",
+        "syscalls",
+        "foreign-abi",
+        "seccomp-mode",
+    ] {
         report.assert_failed(check);
     }
 }

@@ -112,6 +112,7 @@ impl Running {
     /// Forwards signals until the child exits, and returns its exit status as a
     /// shell would report it: the code, or 128 + the signal number.
     pub fn wait(self) -> i32 {
+        sys::release_startup_memory();
         loop {
             let Ok(signal) = self.signals.wait() else {
                 continue;

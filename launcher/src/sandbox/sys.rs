@@ -301,3 +301,44 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
 }
+
+/// Drops this process's resident copies of executable file pages, and returns
+/// free heap to the kernel. The monitor calls it once the app runs: from then
+/// on it only waits and forwards signals, so the few pages it still needs fault
+/// back in and the rest of the launcher's code stops counting against its RSS.
+pub fn release_startup_memory() {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms), Some(_offset), Some(_dev), Some(inode)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        // Only code read from files: never written, so it is reloaded unchanged.
+        if perms != "r-xp" || inode == "0" {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: the range is a private, read-only, executable file mapping of
+        // this process; MADV_DONTNEED only drops its page table entries, and
+        // later accesses repopulate the pages from the unchanged file.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+    // SAFETY: malloc_trim only returns unused heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
+}

@@ -55,6 +55,7 @@ const CHECKS: &[Check] = &[
     plain("clone3", seccomp_checks::clone3),
     plain("clone-newuser", seccomp_checks::clone_newuser),
     plain("syscalls", seccomp_checks::syscalls),
+    plain("foreign-abi", seccomp_checks::foreign_abi),
     // The process.
     plain("caps", proc_checks::caps),
     plain("nnp", proc_checks::nnp),
