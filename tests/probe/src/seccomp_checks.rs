@@ -761,43 +761,37 @@ pub fn syscalls() -> Outcome {
     run_attacks(&attacks, &[libc::EPERM, libc::ENOSYS])
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn high_bits_keep_the_low_32_bits() {
-        let request = high_bits(libc::TIOCSTI as c_ulong);
-        assert_eq!(request & 0xffff_ffff, libc::TIOCSTI as c_ulong);
-        assert_eq!(request >> 32, 1);
-    }
-}
-
 /// 32-bit system calls from a 64-bit process must kill it: x32 calls (bit 30 set
 /// in the number) and i386 calls through `int 0x80` would otherwise reach a
 /// different table that the filter's rules never name.
 pub fn foreign_abi() -> Outcome {
-    let attacks: [(&str, fn() -> c_long); 2] = [
-        ("x32 getpid", || {
-            const X32_SYSCALL_BIT: c_long = 0x4000_0000;
-            // SAFETY: getpid through the x32 table takes no arguments and changes nothing.
-            unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_getpid) }
-        }),
-        ("i386 getpid", || {
-            let ret: c_long;
-            // SAFETY: i386 syscall 20 is getpid: no arguments, no memory access; eax holds
-            // the number on entry and the result on return, and nothing else is clobbered.
-            unsafe {
-                std::arch::asm!("int 0x80", inlateout("rax") 20 as c_long => ret, options(nostack));
-            }
-            ret
-        }),
+    let attacks = [
+        Attack {
+            name: "x32 getpid",
+            call: || {
+                const X32_SYSCALL_BIT: c_long = 0x4000_0000;
+                // SAFETY: getpid through the x32 table takes no arguments and changes nothing.
+                unsafe { libc::syscall(X32_SYSCALL_BIT | libc::SYS_getpid) }
+            },
+        },
+        Attack {
+            name: "i386 getpid",
+            call: || {
+                let ret: c_long;
+                // SAFETY: i386 syscall 20 is getpid: no arguments, no memory access; eax holds
+                // the number on entry and the result on return, and nothing else is clobbered.
+                unsafe {
+                    std::arch::asm!("int 0x80", inlateout("rax") 20 as c_long => ret, options(nostack));
+                }
+                ret
+            },
+        },
     ];
     let mut held = Vec::new();
     let mut broke = Vec::new();
-    for (name, call) in attacks {
-        let outcome = sys::isolated(call);
-        let entry = format!("{name}={}", outcome.describe());
+    for attack in attacks {
+        let outcome = sys::isolated(attack.call);
+        let entry = format!("{}={}", attack.name, outcome.describe());
         if matches!(&outcome, sys::Call::Broken(why) if why.contains("SIGSYS")) {
             held.push(entry);
         } else {
@@ -812,5 +806,17 @@ pub fn foreign_abi() -> Outcome {
             broke.join(" "),
             held.join(" ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn high_bits_keep_the_low_32_bits() {
+        let request = high_bits(libc::TIOCSTI as c_ulong);
+        assert_eq!(request & 0xffff_ffff, libc::TIOCSTI as c_ulong);
+        assert_eq!(request >> 32, 1);
     }
 }
