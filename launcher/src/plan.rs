@@ -204,28 +204,20 @@ pub struct SandboxPlan {
 /// Host `/etc` entries a host-runtime app needs; each is bound read-only if present.
 const HOST_ETC: &[&str] = &[
     "alternatives",
-    "ca-certificates",
-    "ca-certificates.conf",
     "fonts",
-    "gai.conf",
     "gtk-3.0",
     "gtk-4.0",
     "host.conf",
     "ld.so.cache",
-    "ld.so.conf",
-    "ld.so.conf.d",
-    "locale.alias",
     "localtime",
     "machine-id",
     "mime.types",
     "nsswitch.conf",
     "os-release",
-    "pki",
     "protocols",
     "pulse",
     "services",
     "ssl",
-    "timezone",
     "xdg",
 ];
 

@@ -160,15 +160,19 @@ fn prepare_into(
         path: home.to_owned(),
         source,
     })?;
+    // Each directory is walked from the deepest one already opened above it.
+    let mut opened: Vec<(&Path, OwnedFd)> = Vec::new();
     for dir in dirs {
-        let fd = open_dir_recording(
-            home_fd.as_fd(),
-            home,
-            &dir.path_in_home,
-            0o700,
-            true,
-            created,
-        )?;
+        let (base_rel, base_fd) = opened
+            .iter()
+            .filter(|(path, _)| dir.path_in_home.starts_with(path))
+            .max_by_key(|(path, _)| path.components().count())
+            .map_or((Path::new(""), home_fd.as_fd()), |(path, fd)| (*path, fd.as_fd()));
+        let rest = dir
+            .path_in_home
+            .strip_prefix(base_rel)
+            .unwrap_or(&dir.path_in_home);
+        let fd = open_dir_recording(base_fd, &home.join(base_rel), rest, 0o700, true, created)?;
         if let Some((uid, gid)) = dir.chown_to {
             nix::unistd::fchownat(
                 fd.as_fd(),
@@ -182,6 +186,7 @@ fn prepare_into(
                 source: e.into(),
             })?;
         }
+        opened.push((&dir.path_in_home, fd));
     }
     Ok(())
 }

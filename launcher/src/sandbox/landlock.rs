@@ -4,7 +4,8 @@
 //! ABI v1 is required; newer ABIs (refer, truncate, device ioctls, and the
 //! scoping of abstract unix sockets and signals) are used when the kernel has them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use landlock::{
@@ -13,6 +14,7 @@ use landlock::{
 };
 
 use crate::plan::{LandlockAccess, LandlockRule};
+use crate::sandbox::mounts::Anchor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LandlockError {
@@ -62,10 +64,12 @@ fn access_rights(access: LandlockAccess) -> BitFlags<AccessFs> {
     }
 }
 
-/// Restricts the calling process. `skipped` lists mount targets that were not
-/// mounted, whose rules are left out so the ruleset matches what exists.
+/// Restricts the calling process to `rules`. A rule whose path has an anchor
+/// (the root of the mount that created it) is added on that descriptor;
+/// others are opened by path, and skipped if the path does not exist.
 pub fn restrict_self(
     rules: &[LandlockRule],
+    anchors: &BTreeMap<PathBuf, Anchor>,
     skipped: &BTreeSet<PathBuf>,
 ) -> Result<(), LandlockError> {
     let mut ruleset = Ruleset::default()
@@ -74,21 +78,27 @@ pub fn restrict_self(
         .scope(Scope::from_all(TESTED_ABI))?
         .create()?;
     for rule in rules.iter().filter(|r| !skipped.contains(&r.path)) {
-        // A path that is missing in the sandbox has nothing to grant.
-        let Ok(fd) = PathFd::new(&rule.path) else {
-            continue;
+        let opened;
+        let (fd, is_dir) = match anchors.get(&rule.path) {
+            Some(anchor) => (anchor.fd.as_fd(), anchor.is_dir),
+            None => {
+                // A path that is missing in the sandbox has nothing to grant.
+                let Ok(fd) = PathFd::new(&rule.path) else {
+                    continue;
+                };
+                opened = fd;
+                let is_dir = nix::sys::stat::fstat(&opened)
+                    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+                (opened.as_fd(), is_dir)
+            }
         };
-        let is_dir = nix::sys::stat::fstat(&fd)
-            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-            .unwrap_or(false);
         let mut rights = access_rights(rule.access);
         if !is_dir {
             rights &= AccessFs::from_file(TESTED_ABI);
         }
-        if rights.is_empty() {
-            continue;
+        if !rights.is_empty() {
+            ruleset = ruleset.add_rule(PathBeneath::new(fd, rights))?;
         }
-        ruleset = ruleset.add_rule(PathBeneath::new(fd, rights))?;
     }
     let status = ruleset.restrict_self()?;
     if status.ruleset == RulesetStatus::NotEnforced {

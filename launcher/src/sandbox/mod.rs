@@ -136,7 +136,7 @@ struct AppSetup<'a> {
     plan: &'a SandboxPlan,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    seccomp: Option<Vec<BpfProgram>>,
+    seccomp: Option<BpfProgram>,
     landlock: bool,
     umask: nix::sys::stat::Mode,
 }
@@ -172,8 +172,8 @@ impl<'a> AppSetup<'a> {
     }
 
     /// Confines the calling process and execs the app. Only returns on failure.
-    fn confine_and_exec(&self, skipped: &BTreeSet<PathBuf>) -> SandboxError {
-        match self.confine(skipped) {
+    fn confine_and_exec(&self, built: &mounts::BuiltRoot) -> SandboxError {
+        match self.confine(built) {
             Ok(()) => {}
             Err(e) => return e,
         }
@@ -189,7 +189,7 @@ impl<'a> AppSetup<'a> {
         }
     }
 
-    fn confine(&self, skipped: &BTreeSet<PathBuf>) -> Result<(), SandboxError> {
+    fn confine(&self, built: &mounts::BuiltRoot) -> Result<(), SandboxError> {
         let plan = self.plan;
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
             .map_err(sys_err("reset the signal mask"))?;
@@ -217,15 +217,15 @@ impl<'a> AppSetup<'a> {
             });
         }
         if self.landlock {
-            landlock::restrict_self(&plan.landlock, skipped)?;
+            landlock::restrict_self(&plan.landlock, &built.anchors, &built.skipped)?;
         }
         caps::clear_all().map_err(|e| SandboxError::Setup(chain(&e)))?;
         sys::cloexec_from(3).map_err(|source| SandboxError::Sys {
             what: "close inherited descriptors",
             source,
         })?;
-        if let Some(programs) = &self.seccomp {
-            seccomp::install(programs)?;
+        if let Some(program) = &self.seccomp {
+            seccomp::install(program)?;
         }
         Ok(())
     }
@@ -390,8 +390,8 @@ fn write_id_maps(pid: Pid, plan: &SandboxPlan) -> Result<(), SandboxError> {
 /// The sandbox's pid 1: waits for the id maps, builds the root, starts the app
 /// and reaps until it exits. Setup errors go to the monitor through `report`.
 fn sandbox_init(app: &AppSetup, go: OwnedFd, report: OwnedFd, disabled: &BTreeSet<Layer>) -> ! {
-    let skipped = match init_setup(app, go, disabled) {
-        Ok(skipped) => skipped,
+    let built = match init_setup(app, go, disabled) {
+        Ok(built) => built,
         Err(e) => fail(&report, &e),
     };
     if let Err(e) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), None) {
@@ -401,7 +401,7 @@ fn sandbox_init(app: &AppSetup, go: OwnedFd, report: OwnedFd, disabled: &BTreeSe
     // monitor), so the child may run arbitrary code after fork.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            let error = app.confine_and_exec(&skipped);
+            let error = app.confine_and_exec(&built);
             fail(&report, &error);
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
@@ -418,7 +418,7 @@ fn init_setup(
     app: &AppSetup,
     go: OwnedFd,
     disabled: &BTreeSet<Layer>,
-) -> Result<BTreeSet<PathBuf>, SandboxError> {
+) -> Result<mounts::BuiltRoot, SandboxError> {
     let plan = app.plan;
     set_parent_death_signal()?;
     // Wait until the monitor has written our id maps; EOF means it died.
@@ -435,17 +435,17 @@ fn init_setup(
         nix::unistd::sethostname(&plan.hostname).map_err(sys_err("set the hostname"))?;
     }
     if disabled.contains(&Layer::Mounts) {
-        return Ok(BTreeSet::new());
+        return Ok(mounts::BuiltRoot::default());
     }
     let sources = mounts::open_sources(&plan.mounts, &plan.hostname)
         .map_err(|e| SandboxError::Setup(chain(&e)))?;
-    let skipped = mounts::build_root(&plan.mounts, sources, (plan.ids.app_uid, plan.ids.app_gid))
+    let built = mounts::build_root(&plan.mounts, sources, (plan.ids.app_uid, plan.ids.app_gid))
         .map_err(|e| SandboxError::Setup(chain(&e)))?;
     // pid 1 stays dumpable so `appbox enter` can join it through a pidfd (which
     // needs ptrace read access). The app still cannot touch it: pid 1 holds
     // capabilities the app lacks, seccomp refuses ptrace, and Landlock refuses
     // access to processes outside the app's domain.
-    Ok(skipped)
+    Ok(built)
 }
 
 /// pid 1's loop: forward every signal to the app, reap every child, and leave
@@ -517,7 +517,7 @@ pub fn enter(plan: &SandboxPlan, pidfd: &OwnedFd) -> Result<Running, SandboxErro
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(report_read);
-            let error = app.confine_and_exec(&BTreeSet::new());
+            let error = app.confine_and_exec(&mounts::BuiltRoot::default());
             fail(&report_write, &error);
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {

@@ -6,7 +6,7 @@
 //! to the opened descriptor, never to a path that could be swapped
 //! (CVE-2026-87766). Nothing here runs outside the sandbox's own mount namespace.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -125,33 +125,67 @@ pub fn open_sources(mounts: &[MountOp], hostname: &str) -> Result<Vec<Source>, M
 
 const STRICT: u64 = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 
-/// The new root while it is being built, with its mount points opened strictly beneath it.
+/// The root of each mount attached while building, by target: Landlock rules
+/// are anchored on these, so they name exactly what was mounted.
+pub struct Anchor {
+    pub fd: OwnedFd,
+    pub is_dir: bool,
+}
+
+/// What building the root produced.
+#[derive(Default)]
+pub struct BuiltRoot {
+    /// Targets of optional binds that were skipped: their host side is missing.
+    pub skipped: BTreeSet<PathBuf>,
+    pub anchors: BTreeMap<PathBuf, Anchor>,
+}
+
+/// The new root while it is being built. Directories opened on the way are
+/// cached, so a mount point's parents are walked once; the cache forgets a path
+/// as soon as something is mounted on or above it.
 struct NewRoot {
     fd: OwnedFd,
+    dirs: BTreeMap<PathBuf, OwnedFd>,
+    anchors: BTreeMap<PathBuf, Anchor>,
 }
 
 impl NewRoot {
+    /// The nearest opened ancestor of `path` (or `path` itself).
+    fn nearest(&self, path: &Path) -> (PathBuf, BorrowedFd<'_>) {
+        for ancestor in path.ancestors() {
+            if let Some(anchor) = self.anchors.get(ancestor).filter(|a| a.is_dir) {
+                return (ancestor.to_path_buf(), anchor.fd.as_fd());
+            }
+            if let Some(fd) = self.dirs.get(ancestor) {
+                return (ancestor.to_path_buf(), fd.as_fd());
+            }
+        }
+        (PathBuf::from("/"), self.fd.as_fd())
+    }
+
     /// Opens `path` (absolute inside the sandbox) as a directory, creating
-    /// missing components with `mode`.
-    fn dir(&self, path: &Path, mode: u32) -> Result<OwnedFd, MountError> {
-        let mut current = nix::unistd::dup(self.fd.as_fd())
-            .map_err(|e| step("duplicating the root of", path)(errno(e)))?;
-        for component in path.components() {
-            let name = match component {
-                Component::RootDir => continue,
-                Component::Normal(name) => name,
-                _ => {
-                    return Err(MountError::BadMountPoint {
-                        path: path.to_owned(),
-                    })
-                }
+    /// missing components with `mode`, each strictly beneath the last.
+    fn dir(&mut self, path: &Path, mode: u32) -> Result<BorrowedFd<'_>, MountError> {
+        let (mut walked, _) = self.nearest(path);
+        let rest = path
+            .strip_prefix(&walked)
+            .map_err(|_| MountError::BadMountPoint {
+                path: path.to_owned(),
+            })?
+            .to_path_buf();
+        for component in rest.components() {
+            let Component::Normal(name) = component else {
+                return Err(MountError::BadMountPoint {
+                    path: path.to_owned(),
+                });
             };
-            match nix::sys::stat::mkdirat(current.as_fd(), name, Mode::from_bits_truncate(mode)) {
+            let parent = self.nearest(&walked).1;
+            match nix::sys::stat::mkdirat(parent, name, Mode::from_bits_truncate(mode)) {
                 Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                 Err(e) => return Err(step("creating mount point", path)(errno(e))),
             }
-            current = openat2(
-                Some(current.as_fd()),
+            let opened = openat2(
+                Some(parent),
                 Path::new(name),
                 libc::O_PATH | libc::O_DIRECTORY,
                 0,
@@ -163,12 +197,25 @@ impl NewRoot {
                 },
                 _ => step("opening mount point", path)(e),
             })?;
+            walked.push(name);
+            self.dirs.insert(walked.clone(), opened);
         }
-        Ok(current)
+        Ok(self.nearest(path).1)
+    }
+
+    /// Records a mount attached at `path`: whatever was cached there or below
+    /// is now hidden.
+    fn mounted(&mut self, path: &Path, mount: OwnedFd, is_dir: bool) {
+        self.dirs.retain(|cached, _| !cached.starts_with(path));
+        self.anchors.retain(|cached, _| !cached.starts_with(path));
+        self.anchors.insert(path.to_owned(), Anchor { fd: mount, is_dir });
     }
 
     /// The parent directory of `path` and the final name.
-    fn parent<'p>(&self, path: &'p Path) -> Result<(OwnedFd, &'p std::ffi::OsStr), MountError> {
+    fn parent<'p>(
+        &mut self,
+        path: &'p Path,
+    ) -> Result<(BorrowedFd<'_>, &'p std::ffi::OsStr), MountError> {
         let name = path.file_name().ok_or_else(|| MountError::BadMountPoint {
             path: path.to_owned(),
         })?;
@@ -177,11 +224,11 @@ impl NewRoot {
     }
 
     /// Opens `path` with `flags`, creating an empty file first if missing.
-    fn file(&self, path: &Path, mode: u32, flags: i32) -> Result<OwnedFd, MountError> {
+    fn file(&mut self, path: &Path, mode: u32, flags: i32) -> Result<OwnedFd, MountError> {
         let (parent, name) = self.parent(path)?;
         let open = |flags: i32| {
             openat2(
-                Some(parent.as_fd()),
+                Some(parent),
                 Path::new(name),
                 flags,
                 // openat2 refuses a mode unless it creates.
@@ -210,7 +257,7 @@ impl NewRoot {
     }
 
     fn write_file(
-        &self,
+        &mut self,
         path: &Path,
         contents: &[u8],
         mode: u32,
@@ -222,12 +269,14 @@ impl NewRoot {
     }
 }
 
+/// Mounts a fresh filesystem of `fstype` on the directory `path`.
 fn mount_fresh(
+    root: &mut NewRoot,
     fstype: &std::ffi::CStr,
     options: &[(&str, String)],
     attrs: u64,
-    target: BorrowedFd,
     path: &Path,
+    mode: u32,
 ) -> Result<(), MountError> {
     let context = FsContext::open(fstype).map_err(step("creating a filesystem for", path))?;
     for (key, value) in options {
@@ -236,21 +285,23 @@ fn mount_fresh(
             .map_err(step("configuring the filesystem for", path))?;
     }
     let mount = context.mount(attrs).map_err(step("mounting", path))?;
-    move_mount_onto(mount.as_fd(), target).map_err(step("attaching", path))
+    let target = root.dir(path, mode)?;
+    move_mount_onto(mount.as_fd(), target).map_err(step("attaching", path))?;
+    root.mounted(path, mount, true);
+    Ok(())
 }
 
 /// Where the new root is assembled before the pivot. It is this namespace's own
 /// mount over the host's `/tmp`, so nothing outside ever sees it.
 const STAGING: &str = "/tmp";
 
-/// Builds the root and pivots into it. Returns the targets of optional binds
-/// that were skipped because their host side is missing.
-/// `app_owner` owns the files written for the app, such as its Xauthority.
+/// Builds the root and pivots into it. `app_owner` owns the files written for
+/// the app, such as its Xauthority.
 pub fn build_root(
     mounts: &[MountOp],
     sources: Vec<Source>,
     app_owner: (u32, u32),
-) -> Result<BTreeSet<PathBuf>, MountError> {
+) -> Result<BuiltRoot, MountError> {
     let root_path = Path::new("/");
     // Keep every mount event inside this namespace.
     nix::mount::mount(
@@ -277,16 +328,22 @@ pub fn build_root(
     };
     move_mount_onto(root_mount.as_fd(), staging_fd.as_fd())
         .map_err(step("attaching the root filesystem at", staging))?;
-    let root = NewRoot { fd: root_mount };
+    let mut root = NewRoot {
+        fd: root_mount,
+        dirs: BTreeMap::new(),
+        anchors: BTreeMap::new(),
+    };
 
     let mut skipped = BTreeSet::new();
     for (op, source) in mounts.iter().zip(sources) {
-        apply(&root, op, source, app_owner, &mut skipped)?;
+        apply(&mut root, op, source, app_owner, &mut skipped)?;
     }
+    // Drop the cached directories; only the mount anchors are kept.
+    let NewRoot { fd: root_fd, anchors, .. } = root;
 
     // pivot_root(".", ".") stacks the old root on the new one; detaching it
     // leaves only the new root, with no path back to the host.
-    nix::unistd::fchdir(root.fd.as_fd()).map_err(|e| step("entering", staging)(errno(e)))?;
+    nix::unistd::fchdir(root_fd.as_fd()).map_err(|e| step("entering", staging)(errno(e)))?;
     sys::pivot_root(Path::new("."), Path::new(".")).map_err(step("pivoting into", staging))?;
     nix::mount::umount2(".", MntFlags::MNT_DETACH)
         .map_err(|e| step("detaching the host root from", root_path)(errno(e)))?;
@@ -299,11 +356,11 @@ pub fn build_root(
         false,
     )
     .map_err(step("making read-only", root_path))?;
-    Ok(skipped)
+    Ok(BuiltRoot { skipped, anchors })
 }
 
 fn apply(
-    root: &NewRoot,
+    root: &mut NewRoot,
     op: &MountOp,
     source: Source,
     app_owner: (u32, u32),
@@ -314,7 +371,7 @@ fn apply(
             let fd = root.dir(path, *mode)?;
             // mkdirat honours only the permission bits; set sticky bits explicitly.
             nix::sys::stat::fchmodat(
-                fd.as_fd(),
+                fd,
                 ".",
                 Mode::from_bits_truncate(*mode),
                 nix::sys::stat::FchmodatFlags::FollowSymlink,
@@ -322,18 +379,18 @@ fn apply(
             .map_err(|e| step("setting the mode of", path)(errno(e)))?;
         }
         MountOp::Tmpfs { path, mode, owner } => {
-            let target = root.dir(path, 0o755)?;
             let mut options = vec![("mode", format!("{mode:o}"))];
             if let Some((uid, gid)) = owner {
                 options.push(("uid", uid.to_string()));
                 options.push(("gid", gid.to_string()));
             }
             mount_fresh(
+                root,
                 c"tmpfs",
                 &options,
                 MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-                target.as_fd(),
                 path,
+                0o755,
             )?;
         }
         MountOp::Bind { dest, access, .. } => {
@@ -347,11 +404,6 @@ fn apply(
             let is_dir = nix::sys::stat::fstat(source.as_fd())
                 .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
                 .map_err(|e| step("inspecting the source of", dest)(errno(e)))?;
-            let target = if is_dir {
-                root.dir(dest, 0o755)?
-            } else {
-                root.file(dest, 0o644, libc::O_PATH)?
-            };
             let tree = clone_tree(source.as_fd()).map_err(step("copying the mount for", dest))?;
             let attrs = match access {
                 BindAccess::ReadOnly => MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
@@ -359,31 +411,34 @@ fn apply(
                 BindAccess::Device => MOUNT_ATTR_NOSUID,
             };
             set_mount_attrs(tree.as_fd(), attrs, true).map_err(step("restricting", dest))?;
-            move_mount_onto(tree.as_fd(), target.as_fd()).map_err(step("attaching", dest))?;
+            if is_dir {
+                let target = root.dir(dest, 0o755)?;
+                move_mount_onto(tree.as_fd(), target).map_err(step("attaching", dest))?;
+            } else {
+                let target = root.file(dest, 0o644, libc::O_PATH)?;
+                move_mount_onto(tree.as_fd(), target.as_fd()).map_err(step("attaching", dest))?;
+            }
+            root.mounted(dest, tree, is_dir);
         }
-        MountOp::Proc { path } => {
-            let target = root.dir(path, 0o555)?;
-            mount_fresh(
-                c"proc",
-                &[],
-                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
-                target.as_fd(),
-                path,
-            )?;
-        }
-        MountOp::Devpts { path } => {
-            let target = root.dir(path, 0o755)?;
-            mount_fresh(
-                c"devpts",
-                &[("ptmxmode", "0666".into()), ("mode", "0620".into())],
-                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
-                target.as_fd(),
-                path,
-            )?;
-        }
+        MountOp::Proc { path } => mount_fresh(
+            root,
+            c"proc",
+            &[],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+            path,
+            0o555,
+        )?,
+        MountOp::Devpts { path } => mount_fresh(
+            root,
+            c"devpts",
+            &[("ptmxmode", "0666".into()), ("mode", "0620".into())],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+            path,
+            0o755,
+        )?,
         MountOp::Symlink { target, path } => {
             let (parent, name) = root.parent(path)?;
-            nix::unistd::symlinkat(target.as_path(), parent.as_fd(), name)
+            nix::unistd::symlinkat(target.as_path(), parent, name)
                 .map_err(|e| step("creating the symlink", path)(errno(e)))?;
         }
         MountOp::File {

@@ -1,7 +1,10 @@
 //! Compiles a [`SeccompPolicy`] to BPF with seccompiler, and installs it.
 //!
 //! seccompiler gives one action per filter, so the policy becomes one filter per
-//! error code. The kernel runs them all and the strictest answer wins.
+//! error code. They are then chained into a single program, where a filter's
+//! "allow" jumps on to the next filter: the kernel then JIT-compiles and runs
+//! one program instead of three. The filters name disjoint system calls, so the
+//! result is the same as stacking them.
 
 use std::collections::BTreeMap;
 
@@ -109,10 +112,9 @@ fn filter(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgr
 /// x32 system calls share x86_64's audit arch but set bit 30 of the number;
 /// without this check they would miss every rule (seccompiler only checks the arch).
 fn kill_x32(program: &mut BpfProgram) {
-    // BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JGE|BPF_K and BPF_RET|BPF_K.
+    // BPF_LD|BPF_W|BPF_ABS and BPF_JMP|BPF_JGE|BPF_K.
     const BPF_LD_W_ABS: u16 = 0x20;
     const BPF_JMP_JGE_K: u16 = 0x35;
-    const BPF_RET_K: u16 = 0x06;
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     let check = [
         sock_filter {
@@ -140,8 +142,39 @@ fn kill_x32(program: &mut BpfProgram) {
     program.splice(at..at, check);
 }
 
-/// Compiles the policy into the filters to install, in order.
-pub fn compile(policy: &SeccompPolicy) -> Result<Vec<BpfProgram>, SeccompError> {
+const BPF_JMP_JA: u16 = 0x05;
+const BPF_RET_K: u16 = 0x06;
+
+/// Joins filters into one program: every "allow" of a filter but the last
+/// becomes a jump to the start of the next one, whose own arch check (the
+/// first three instructions, already done) is dropped.
+fn chain(programs: Vec<BpfProgram>) -> BpfProgram {
+    let count = programs.len();
+    let mut chained = BpfProgram::new();
+    for (index, mut program) in programs.into_iter().enumerate() {
+        if index > 0 {
+            program.drain(..3);
+        }
+        if index + 1 < count {
+            let len = program.len();
+            for (pc, insn) in program.iter_mut().enumerate() {
+                if insn.code == BPF_RET_K && insn.k == libc::SECCOMP_RET_ALLOW {
+                    *insn = sock_filter {
+                        code: BPF_JMP_JA,
+                        jt: 0,
+                        jf: 0,
+                        k: (len - pc - 1) as u32,
+                    };
+                }
+            }
+        }
+        chained.extend(program);
+    }
+    chained
+}
+
+/// Compiles the policy into one BPF program.
+pub fn compile(policy: &SeccompPolicy) -> Result<BpfProgram, SeccompError> {
     if !cfg!(target_arch = "x86_64") {
         return Err(SeccompError::UnsupportedArch);
     }
@@ -199,39 +232,101 @@ pub fn compile(policy: &SeccompPolicy) -> Result<Vec<BpfProgram>, SeccompError> 
     if policy.kill_foreign_abis {
         kill_x32(&mut first);
     }
-    Ok(vec![
+    Ok(chain(vec![
         first,
         filter(enosys, libc::ENOSYS)?,
         filter(families, libc::EAFNOSUPPORT)?,
-    ])
+    ]))
 }
 
-/// Installs the filters on the calling thread. no_new_privs must already be set.
-pub fn install(programs: &[BpfProgram]) -> Result<(), SeccompError> {
-    for program in programs {
-        seccompiler::apply_filter(program)?;
-    }
-    Ok(())
+/// Installs the program on the calling thread. no_new_privs must already be set.
+pub fn install(program: &BpfProgram) -> Result<(), SeccompError> {
+    Ok(seccompiler::apply_filter(program)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
+    /// Runs a classic BPF program, as the kernel would, on one system call.
+    fn run(program: &BpfProgram, arch: u32, nr: i64, args: [u64; 6]) -> u32 {
+        let mut data = Vec::new();
+        data.extend_from_slice(&(nr as i32).to_ne_bytes());
+        data.extend_from_slice(&arch.to_ne_bytes());
+        data.extend_from_slice(&0u64.to_ne_bytes());
+        for arg in args {
+            data.extend_from_slice(&arg.to_ne_bytes());
+        }
+        let mut acc: u32 = 0;
+        let mut pc = 0usize;
+        loop {
+            let insn = &program[pc];
+            let (jt, jf, k) = (insn.jt as usize, insn.jf as usize, insn.k);
+            pc += 1;
+            match insn.code {
+                0x20 => {
+                    let at = k as usize;
+                    acc = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
+                }
+                0x54 => acc &= k,
+                0x05 => pc += k as usize,
+                0x15 => pc += if acc == k { jt } else { jf },
+                0x25 => pc += if acc > k { jt } else { jf },
+                0x35 => pc += if acc >= k { jt } else { jf },
+                0x06 => return k,
+                code => panic!("unexpected BPF instruction {code:#x}"),
+            }
+        }
+    }
+
+    fn errno(e: i32) -> u32 {
+        libc::SECCOMP_RET_ERRNO | e as u32
+    }
+
     #[test]
-    fn every_policy_name_is_known_and_compiles() {
-        let policy = SeccompPolicy::default_for_apps();
-        let programs = compile(&policy).unwrap();
-        assert_eq!(programs.len(), 3);
-        assert!(programs.iter().all(|p| p.len() < 4096));
+    fn the_chained_program_decides_like_the_policy() {
+        let program = compile(&SeccompPolicy::default_for_apps()).unwrap();
+        assert!(program.len() < 4096);
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let kill = libc::SECCOMP_RET_KILL_PROCESS;
+        let call = |nr: i64, args: [u64; 6]| run(&program, AUDIT_ARCH_X86_64, nr, args);
+        let none = [0; 6];
+        assert_eq!(call(libc::SYS_read, none), allow);
+        assert_eq!(call(libc::SYS_mount, none), errno(libc::EPERM));
+        assert_eq!(call(libc::SYS_bpf, none), errno(libc::EPERM));
+        assert_eq!(call(libc::SYS_clone3, none), errno(libc::ENOSYS));
+        assert_eq!(call(libc::SYS_socket, [1, 1, 0, 0, 0, 0]), allow, "AF_UNIX");
+        assert_eq!(call(libc::SYS_socket, [10, 2, 0, 0, 0, 0]), allow, "AF_INET6");
+        assert_eq!(
+            call(libc::SYS_socket, [17, 3, 0, 0, 0, 0]),
+            errno(libc::EAFNOSUPPORT),
+            "AF_PACKET"
+        );
+        assert_eq!(call(libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(
+            call(libc::SYS_ioctl, [0, 0x5412 | 1 << 32, 0, 0, 0, 0]),
+            errno(libc::EPERM),
+            "TIOCSTI with high bits"
+        );
+        assert_eq!(call(libc::SYS_ioctl, [0, 0x541c, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(call(libc::SYS_ioctl, [0, 0x5413, 0, 0, 0, 0]), allow, "TIOCGWINSZ");
+        assert_eq!(call(libc::SYS_clone, [0x1000_0000, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(call(libc::SYS_clone, [0x11, 0, 0, 0, 0, 0]), allow);
+        assert_eq!(call(libc::SYS_personality, [0, 0, 0, 0, 0, 0]), allow);
+        assert_eq!(call(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]), allow);
+        assert_eq!(call(libc::SYS_personality, [8, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(call(0x4000_0000 | libc::SYS_getpid, none), kill, "x32");
+        assert_eq!(run(&program, AUDIT_ARCH_I386, 20, none), kill, "i386");
     }
 
     #[test]
     fn x32_check_follows_the_arch_check() {
-        let programs = compile(&SeccompPolicy::default_for_apps()).unwrap();
-        let first = &programs[0];
-        assert_eq!(first[2].k, libc::SECCOMP_RET_KILL_PROCESS, "arch check");
-        assert_eq!(first[4].k, 0x4000_0000, "x32 bit");
-        assert_eq!(first[5].k, libc::SECCOMP_RET_KILL_PROCESS);
+        let program = compile(&SeccompPolicy::default_for_apps()).unwrap();
+        assert_eq!(program[2].k, libc::SECCOMP_RET_KILL_PROCESS, "arch check");
+        assert_eq!(program[4].k, 0x4000_0000, "x32 bit");
+        assert_eq!(program[5].k, libc::SECCOMP_RET_KILL_PROCESS);
     }
 }
