@@ -101,6 +101,9 @@ fn monitor_signals() -> SigSet {
     set
 }
 
+/// How long the app runs before the monitor trims its own memory.
+const TRIM_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// A started sandbox, watched by this process.
 pub struct Running {
     /// The sandbox's pid 1 (or, for `enter`, the entered process), in our pid namespace.
@@ -112,9 +115,21 @@ impl Running {
     /// Forwards signals until the child exits, and returns its exit status as a
     /// shell would report it: the code, or 128 + the signal number.
     pub fn wait(self) -> i32 {
-        sys::release_startup_memory();
+        // Short-lived apps are not worth trimming for; once the app has run for
+        // a moment, the monitor gives back the memory only start-up needed.
+        let mut trimmed = false;
         loop {
-            let Ok(signal) = self.signals.wait() else {
+            let signal = if trimmed {
+                self.signals.wait().ok()
+            } else {
+                let signal = sys::wait_signal_for(&self.signals, TRIM_AFTER);
+                if signal.is_none() {
+                    sys::release_startup_memory();
+                    trimmed = true;
+                }
+                signal
+            };
+            let Some(signal) = signal else {
                 continue;
             };
             if signal != Signal::SIGCHLD {

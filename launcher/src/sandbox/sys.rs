@@ -342,3 +342,18 @@ pub fn release_startup_memory() {
     // SAFETY: malloc_trim only returns unused heap memory to the kernel.
     unsafe { libc::malloc_trim(0) };
 }
+
+/// Waits up to `timeout` for one of the blocked `signals`; `None` on timeout or
+/// interruption.
+pub fn wait_signal_for(
+    signals: &nix::sys::signal::SigSet,
+    timeout: std::time::Duration,
+) -> Option<nix::sys::signal::Signal> {
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: the set and timeout outlive the call; no siginfo is requested.
+    let ret = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
+    nix::sys::signal::Signal::try_from(ret).ok()
+}
