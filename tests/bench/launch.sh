@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# Benchmark, not a test: how fast `appbox run` starts a trivial app, and how much
+# memory its monitor process holds while the app runs.
+#
+# In one hyperfine run it measures, each with a trivial command:
+#   appbox run --app-dir DIR      an app whose command is /usr/bin/true
+#   bwrap                         an equivalent minimal sandbox
+#   unshare -Urmpf --mount-proc   the floor: namespaces alone
+#   /bin/true                     no sandbox at all
+#   flatpak run                   a trivial app, when it can be set up offline
+# and prints the medians and the ratios against the targets (appbox ≤ 0.8× bwrap,
+# ≤ 0.12× flatpak run). It then reads VmRSS and VmHWM of the appbox monitor and
+# of bwrap while a sandboxed `sleep 1` runs (target: ≤ 2 MB for appbox).
+#
+# As root the sandboxed commands run as the unprivileged user appbox-test, with
+# a private XDG_RUNTIME_DIR and HOME, and the binary and apps copied to a
+# world-readable temporary directory. Every command gets the same small
+# environment (no session bus, no display).
+#
+# Usage: tests/bench/launch.sh
+#   APPBOX_BENCH_RUNS=N and APPBOX_BENCH_WARMUP=N change the number of runs
+#   (defaults 200 and 20), for a quick look only.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+RUNS=${APPBOX_BENCH_RUNS:-200}
+WARMUP=${APPBOX_BENCH_WARMUP:-20}
+TEST_USER=appbox-test
+
+die() {
+    printf 'bench: error: %s\n' "$*" >&2
+    exit 1
+}
+
+tests/bootstrap.sh
+
+if ! command -v cargo >/dev/null 2>&1; then
+    PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 ||
+    die "cargo is not installed (not on PATH, nor in $HOME/.cargo/bin); install Rust with rustup (https://rustup.rs)"
+
+cargo build --release -p appbox
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') ||
+    target_dir=${CARGO_TARGET_DIR:-target}
+appbox_built="$(realpath -m "$target_dir")/release/appbox"
+[[ -x $appbox_built ]] || die "no release build at $appbox_built"
+
+# hyperfine -N splits commands on spaces, so the work dir must have none: /tmp.
+work=$(mktemp -d /tmp/appbox-bench.XXXXXX)
+cleanup() {
+    # Flatpak checkouts are read-only; make them removable first.
+    chmod -R u+w "$work" 2>/dev/null || true
+    rm -rf -- "$work"
+    [[ -z ${runtime_dir:-} || $runtime_dir == "$work/run" ]] || rm -rf -- "$runtime_dir"
+}
+trap cleanup EXIT
+chmod 0755 "$work"
+
+install -m 0755 "$appbox_built" "$work/appbox"
+make_app() { # DIR COMMAND
+    mkdir -p "$work/$1/files"
+    cat >"$work/$1/metadata.toml" <<EOF
+id = "org.appbox.Bench"
+name = "Bench"
+command = "$2"
+runtime = "host"
+permissions = []
+EOF
+}
+make_app true-app /usr/bin/true
+make_app sleep-app /usr/bin/sleep
+chmod -R a+rX "$work"
+
+mkdir -m 0755 "$work/home" "$work/out" "$work/flatpak" "$work/flatpak-build"
+# XDG_RUNTIME_DIR is a tmpfs on a desktop (logind mounts /run/user/UID); use one
+# here too when the machine has no such mount, so instance records cost what they
+# cost for users.
+if [[ -d /dev/shm && -w /dev/shm ]]; then
+    runtime_dir=$(mktemp -d /dev/shm/appbox-bench-run.XXXXXX)
+else
+    runtime_dir="$work/run"
+    mkdir "$runtime_dir"
+fi
+chmod 0700 "$runtime_dir"
+if ((EUID == 0)); then
+    chown "$TEST_USER:" "$work/home" "$runtime_dir" "$work/out" "$work/flatpak" "$work/flatpak-build"
+    as_user=(setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --clear-groups)
+    who="as the user $TEST_USER"
+else
+    as_user=()
+    who="as $(id -un)"
+fi
+user_env=(env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 HOME="$work/home"
+    XDG_RUNTIME_DIR="$runtime_dir" FLATPAK_USER_DIR="$work/flatpak")
+# Runs a command as the benchmark user, in the work dir, with the small environment.
+as_bench_user() {
+    (cd "$work" && exec "${as_user[@]}" "${user_env[@]}" "$@")
+}
+
+BWRAP_ARGS="bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr \
+--symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 \
+--proc /proc --dev /dev --tmpfs /tmp"
+
+# --- flatpak: a trivial app on a tiny runtime, built offline -----------------
+#
+# Nothing is downloaded. The runtime is /usr/bin/true, sleep and sh with the
+# host's libc and ldconfig, exported into a local repo and installed into a
+# private FLATPAK_USER_DIR. The install runs under a private bus standing in for
+# the system bus: flatpak asks the system bus about parental controls when an
+# unprivileged user installs an app, and a missing system bus fails the install.
+flatpak_reason=""
+setup_flatpak() {
+    local build="$work/flatpak-build" log="$work/out/flatpak-setup.log"
+    if ! command -v flatpak >/dev/null 2>&1; then
+        flatpak_reason="flatpak is not installed"
+        return 1
+    fi
+    if ! command -v dbus-run-session >/dev/null 2>&1; then
+        flatpak_reason="dbus-run-session (package dbus) is missing"
+        return 1
+    fi
+    local files="$build/runtime/files" binary lib
+    # An app build dir counts as finished (build-finish) once it has export/.
+    mkdir -p "$files/bin" "$files/sbin" "$build/app/files/bin" "$build/app/export"
+    for binary in /usr/bin/true /usr/bin/sleep /usr/bin/dash; do
+        cp "$binary" "$files/bin/"
+        for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
+            lib=${lib#/usr}
+            mkdir -p "$files$(dirname "$lib")"
+            cp -L "/usr$lib" "$files$lib" 2>/dev/null || cp -L "$lib" "$files$lib"
+        done
+    done
+    ln -s dash "$files/bin/sh"
+    cp /usr/sbin/ldconfig "$files/sbin/ldconfig"
+    ln -s ../sbin/ldconfig "$files/bin/ldconfig"
+    printf '[Runtime]\nname=org.appbox.BenchPlatform\nruntime=org.appbox.BenchPlatform/%s/1\nsdk=org.appbox.BenchPlatform/%s/1\n' \
+        "$(flatpak --default-arch)" "$(flatpak --default-arch)" >"$build/runtime/metadata"
+    printf '[Application]\nname=org.appbox.BenchTrue\nruntime=org.appbox.BenchPlatform/%s/1\nsdk=org.appbox.BenchPlatform/%s/1\ncommand=/usr/bin/true\n' \
+        "$(flatpak --default-arch)" "$(flatpak --default-arch)" >"$build/app/metadata"
+    chmod -R a+rX "$build"
+    # shellcheck disable=SC2016 # $DBUS_SESSION_BUS_ADDRESS expands inside the private bus.
+    if ! as_bench_user sh -c '
+        set -e
+        cd flatpak-build
+        flatpak build-export --runtime --files=files --disable-sandbox repo runtime 1
+        flatpak build-export --disable-sandbox repo app 1
+        flatpak --user remote-add --no-gpg-verify appbox-bench "file://$PWD/repo"
+        dbus-run-session -- sh -c "DBUS_SYSTEM_BUS_ADDRESS=\$DBUS_SESSION_BUS_ADDRESS exec flatpak --user install -y --noninteractive appbox-bench org.appbox.BenchPlatform//1 org.appbox.BenchTrue//1"
+        flatpak run org.appbox.BenchTrue
+    ' >"$log" 2>&1; then
+        flatpak_reason="the offline test app could not be set up:
+$(tail -n 5 "$log" | sed 's/^/    /')"
+        return 1
+    fi
+}
+
+flatpak_cmd=()
+if setup_flatpak; then
+    flatpak_cmd=(-n "flatpak run (trivial app)" "flatpak run org.appbox.BenchTrue")
+fi
+
+# --- launch time ---------------------------------------------------------------
+
+echo "bench: measuring launch times $who ($RUNS runs after $WARMUP warm-ups each)..."
+if ! as_bench_user hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic \
+    --export-json "$work/out/launch.json" \
+    -n "/bin/true" "/bin/true" \
+    -n "unshare -Urmpf --mount-proc (floor)" "unshare -Urmpf --mount-proc true" \
+    -n "bwrap, minimal sandbox" "$BWRAP_ARGS /usr/bin/true" \
+    -n "appbox run --app-dir" "$work/appbox run --app-dir $work/true-app" \
+    "${flatpak_cmd[@]}" >"$work/out/hyperfine.log" 2>&1; then
+    cat "$work/out/hyperfine.log" >&2
+    die "hyperfine failed (output above)"
+fi
+
+# --- peak memory ---------------------------------------------------------------
+
+# Starts COMMAND in the background, waits until its sandbox exists, and reads
+# VmRSS and VmHWM of the process itself (the appbox monitor, or bwrap's parent).
+measure_rss() { # NAME EXPECTED_COMM COMMAND...
+    local name=$1 comm=$2 pid i rss hwm children
+    shift 2
+    (cd "$work" && exec "${as_user[@]}" "${user_env[@]}" "$@") >"$work/out/rss-$comm.log" 2>&1 &
+    pid=$!
+    children=""
+    for ((i = 0; i < 200; i++)); do
+        children=$(pgrep -P "$pid" || true)
+        [[ -n $children && $(cat "/proc/$pid/comm" 2>/dev/null) == "$comm" ]] && break
+        sleep 0.01
+    done
+    [[ -n $children ]] || die "$name: the sandbox did not start"
+    sleep 0.3 # the app is now asleep for the rest of its second
+    rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+    wait "$pid" || die "$name exited with an error: $(cat "$work/out/rss-$comm.log")"
+    printf '%s\t%s\t%s\n' "$name" "$rss" "$hwm" >>"$work/out/rss.tsv"
+}
+echo "bench: measuring memory while a sandboxed sleep 1 runs..."
+measure_rss "appbox monitor" appbox "$work/appbox" run --app-dir "$work/sleep-app" -- 1
+# shellcheck disable=SC2086 # BWRAP_ARGS is a list of words.
+measure_rss "bwrap" bwrap $BWRAP_ARGS /usr/bin/sleep 1
+
+# --- report ----------------------------------------------------------------------
+
+python3 - "$work/out/launch.json" "$work/out/rss.tsv" "$flatpak_reason" <<'EOF'
+import json
+import statistics
+import sys
+
+launch_file, rss_file, flatpak_reason = sys.argv[1:4]
+results = json.load(open(launch_file))["results"]
+medians = {}
+for r in results:
+    median = r.get("median")
+    if median is None:
+        median = statistics.median(r["times"])
+    medians[r["command"]] = median * 1000
+runs = len(results[0]["times"])
+
+print()
+print(f"Launch time, median of {runs} runs (ms), measured in one hyperfine run:")
+for name, ms in medians.items():
+    print(f"  {name:<38} {ms:8.2f}")
+if flatpak_reason:
+    print(f"  flatpak: not measured, because {flatpak_reason}")
+
+appbox = medians["appbox run --app-dir"]
+rows = [
+    ("appbox / bwrap", "bwrap, minimal sandbox", 0.8),
+    ("appbox / floor (unshare)", "unshare -Urmpf --mount-proc (floor)", None),
+    ("appbox / flatpak run", "flatpak run (trivial app)", 0.12),
+]
+print()
+print(f"  {'ratio':<26} {'value':>7}   target")
+for label, other, target in rows:
+    if other not in medians:
+        print(f"  {label:<26} {'-':>7}   not measured")
+        continue
+    ratio = appbox / medians[other]
+    if target is None:
+        verdict = "(the floor: no target)"
+    else:
+        verdict = f"≤ {target}×  " + ("met" if ratio <= target else "NOT met")
+    print(f"  {label:<26} {ratio:6.2f}×   {verdict}")
+
+print()
+print("Memory of the process that stays outside the sandbox while the app runs (MB = 10^6 bytes):")
+print(f"  {'process':<16} {'VmRSS':>8} {'VmHWM (peak)':>13}   target")
+for line in open(rss_file):
+    name, rss, hwm = line.rstrip("\n").split("\t")
+    rss_mb, hwm_mb = int(rss) * 1024 / 1e6, int(hwm) * 1024 / 1e6
+    target = ""
+    if name.startswith("appbox"):
+        target = "≤ 2 MB while the app runs  " + ("met" if rss_mb <= 2.0 else "NOT met")
+    print(f"  {name:<16} {rss_mb:7.2f}  {hwm_mb:12.2f}   {target}")
+EOF
