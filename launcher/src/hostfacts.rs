@@ -41,6 +41,9 @@ pub struct HostFacts {
     pub merged_usr: bool,
     /// Names of the host's top-level directories, for `filesystem=host`.
     pub root_dirs: Vec<String>,
+    /// The host's Wayland socket, if `WAYLAND_DISPLAY` names one that exists.
+    /// `fallback-x11` needs to know: X11 is shared when Wayland is not there.
+    pub wayland_socket: Option<PathBuf>,
 }
 
 impl HostFacts {
@@ -91,6 +94,10 @@ impl HostFacts {
             })
             .unwrap_or_default();
         root_dirs.sort();
+        let wayland_socket = env
+            .get("WAYLAND_DISPLAY")
+            .and_then(|name| wayland_socket_path(&runtime_dir, name))
+            .filter(|path| path.exists());
         Ok(HostFacts {
             uid,
             gid,
@@ -102,12 +109,32 @@ impl HostFacts {
             hostname,
             merged_usr,
             root_dirs,
+            wayland_socket,
         })
     }
 
     pub fn is_root(&self) -> bool {
         self.uid == 0
     }
+}
+
+/// Where `WAYLAND_DISPLAY` points: a name in the runtime dir, or an absolute
+/// path. Anything with `.` or `..` components, or a relative path, is refused.
+pub fn wayland_socket_path(runtime_dir: &Path, name: &str) -> Option<PathBuf> {
+    let path = if name.starts_with('/') {
+        PathBuf::from(name)
+    } else if name.contains('/') || name.is_empty() {
+        return None;
+    } else {
+        runtime_dir.join(name)
+    };
+    let clean = path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    });
+    clean.then_some(path)
 }
 
 const USER_DIR_KEYS: &[(&str, XdgDir, &str)] = &[
@@ -161,6 +188,22 @@ pub fn parse_user_dirs(text: &str, home: &Path) -> BTreeMap<XdgDir, PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wayland_socket_names_stay_clean() {
+        let run = Path::new("/run/user/1000");
+        assert_eq!(
+            wayland_socket_path(run, "wayland-0"),
+            Some(PathBuf::from("/run/user/1000/wayland-0"))
+        );
+        assert_eq!(
+            wayland_socket_path(run, "/tmp/w"),
+            Some(PathBuf::from("/tmp/w"))
+        );
+        for bad in ["../x", "a/b", "", "/run/../etc/w", ".."] {
+            assert_eq!(wayland_socket_path(run, bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn user_dirs_stay_inside_home() {

@@ -193,6 +193,8 @@ const RESERVED_PATHS: &[&str] = &[
     ".flatpak-info",
     "run/appbox",
     "run/user",
+    // The sandbox's /var/tmp is its own /tmp.
+    "var/tmp",
 ];
 
 /// Paths reserved themselves, though some paths below them may be granted
@@ -600,6 +602,7 @@ mod tests {
         assert!(err("--filesystem=/run").contains("reserved"));
         assert!(err("--filesystem=/run/user/1000").contains("reserved"));
         assert!(Change::parse("--filesystem=/run/media").is_ok());
+        assert!(err("--filesystem=/var/tmp/x").contains("reserved"));
         assert!(err("--filesystem=Documents").contains("unknown value"));
         assert!(err("--filesystem=~/a\u{1b}[2J").contains("escape"));
         assert!(err("--env=1X=y").contains("env"));

@@ -853,32 +853,20 @@ fn x11_display_number(display: &str) -> Option<&str> {
 fn sockets(b: &mut Builder, permissions: &Permissions) {
     let facts = b.facts;
     let has = |s: Socket| permissions.sockets.contains(&s);
-    let wayland_name = facts
-        .env
-        .get("WAYLAND_DISPLAY")
-        .cloned()
-        .unwrap_or_else(|| "wayland-0".to_owned());
     let wayland_granted = has(Socket::Wayland);
     if wayland_granted {
-        let source = if wayland_name.starts_with('/') {
-            Some(PathBuf::from(&wayland_name))
-        } else if wayland_name.contains('/') {
-            None
-        } else {
-            Some(facts.runtime_dir.join(&wayland_name))
-        };
-        match source.filter(|p| clean_absolute(p)) {
+        match &facts.wayland_socket {
             Some(source) => {
-                b.runtime_socket(source, "wayland-0");
+                b.runtime_socket(source.clone(), "wayland-0");
                 b.env.insert("WAYLAND_DISPLAY".into(), "wayland-0".into());
             }
-            None => b.notes.push(format!(
-                "socket=wayland: WAYLAND_DISPLAY={} is not a usable socket name; Wayland is not shared",
-                crate::text::Escaped(&wayland_name)
-            )),
+            None => b.notes.push(
+                "socket=wayland: no Wayland socket (WAYLAND_DISPLAY) on the host; Wayland is not shared"
+                    .to_owned(),
+            ),
         }
     }
-    let wayland_available = wayland_granted && facts.env.contains_key("WAYLAND_DISPLAY");
+    let wayland_available = wayland_granted && facts.wayland_socket.is_some();
     if has(Socket::X11) || (has(Socket::FallbackX11) && !wayland_available) {
         match facts.env.get("DISPLAY").map(|d| (d, x11_display_number(d))) {
             Some((_, Some(number))) => {

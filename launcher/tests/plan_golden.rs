@@ -86,6 +86,7 @@ fn user_facts() -> HostFacts {
         hostname: "ada-laptop".to_owned(),
         merged_usr: true,
         root_dirs: root_dirs(),
+        wayland_socket: Some(PathBuf::from("/run/user/1000/wayland-0")),
     }
 }
 
@@ -112,6 +113,7 @@ fn root_facts() -> HostFacts {
         hostname: "ada-laptop".to_owned(),
         merged_usr: true,
         root_dirs: root_dirs(),
+        wayland_socket: Some(PathBuf::from("/run/user/0/wayland-0")),
     }
 }
 
@@ -813,6 +815,24 @@ fn fallback_x11_is_dropped_when_wayland_is_available() {
         plan.env.get("WAYLAND_DISPLAY").map(String::as_str),
         Some("wayland-0")
     );
+}
+
+/// A WAYLAND_DISPLAY whose socket is gone is no Wayland session: fallback-x11
+/// then shares X11, and nothing claims a Wayland display.
+#[test]
+fn fallback_x11_is_kept_when_the_wayland_socket_is_missing() {
+    let facts = HostFacts {
+        wayland_socket: None,
+        ..user_facts()
+    };
+    let plan = plan(
+        &request(&["--socket=fallback-x11", "--socket=wayland"], &[]),
+        &facts,
+    )
+    .expect("plan");
+    assert_eq!(plan.env.get("DISPLAY").map(String::as_str), Some(":0"));
+    assert!(!plan.env.contains_key("WAYLAND_DISPLAY"));
+    assert!(plan.notes.iter().any(|n| n.contains("socket=wayland")));
 }
 
 #[test]

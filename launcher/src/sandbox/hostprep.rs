@@ -167,7 +167,9 @@ fn prepare_into(
             .iter()
             .filter(|(path, _)| dir.path_in_home.starts_with(path))
             .max_by_key(|(path, _)| path.components().count())
-            .map_or((Path::new(""), home_fd.as_fd()), |(path, fd)| (*path, fd.as_fd()));
+            .map_or((Path::new(""), home_fd.as_fd()), |(path, fd)| {
+                (*path, fd.as_fd())
+            });
         let rest = dir
             .path_in_home
             .strip_prefix(base_rel)

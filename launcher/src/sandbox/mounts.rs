@@ -106,14 +106,20 @@ pub fn open_sources(mounts: &[MountOp], hostname: &str) -> Result<Vec<Source>, M
             MountOp::Xauthority {
                 source, display, ..
             } => {
-                let bytes = openat2(None, source, libc::O_RDONLY | libc::O_NOFOLLOW, 0, 0)
-                    .and_then(|fd| {
-                        let mut file = std::fs::File::from(fd);
-                        let mut bytes = Vec::new();
-                        io::Read::read_to_end(&mut file, &mut bytes)?;
-                        Ok(bytes)
-                    })
-                    .unwrap_or_default();
+                // Symlinks are followed (display managers link ~/.Xauthority into
+                // their run dir): only the cookies for one display are copied out.
+                let read = openat2(None, source, libc::O_RDONLY, 0, 0).and_then(|fd| {
+                    let mut bytes = Vec::new();
+                    io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)?;
+                    Ok(bytes)
+                });
+                let bytes = read.unwrap_or_else(|e| {
+                    eprintln!(
+                        "appbox: note: socket=x11: cannot read the X authority file {}: {e}; the app may not be allowed to connect",
+                        source.display()
+                    );
+                    Vec::new()
+                });
                 Ok(Source::Bytes(xauth::filter_for_display(
                     &bytes, display, hostname,
                 )))
@@ -208,7 +214,8 @@ impl NewRoot {
     fn mounted(&mut self, path: &Path, mount: OwnedFd, is_dir: bool) {
         self.dirs.retain(|cached, _| !cached.starts_with(path));
         self.anchors.retain(|cached, _| !cached.starts_with(path));
-        self.anchors.insert(path.to_owned(), Anchor { fd: mount, is_dir });
+        self.anchors
+            .insert(path.to_owned(), Anchor { fd: mount, is_dir });
     }
 
     /// The parent directory of `path` and the final name.
@@ -339,7 +346,11 @@ pub fn build_root(
         apply(&mut root, op, source, app_owner, &mut skipped)?;
     }
     // Drop the cached directories; only the mount anchors are kept.
-    let NewRoot { fd: root_fd, anchors, .. } = root;
+    let NewRoot {
+        fd: root_fd,
+        anchors,
+        ..
+    } = root;
 
     // pivot_root(".", ".") stacks the old root on the new one; detaching it
     // leaves only the new root, with no path back to the host.

@@ -299,25 +299,48 @@ mod tests {
         assert_eq!(call(libc::SYS_bpf, none), errno(libc::EPERM));
         assert_eq!(call(libc::SYS_clone3, none), errno(libc::ENOSYS));
         assert_eq!(call(libc::SYS_socket, [1, 1, 0, 0, 0, 0]), allow, "AF_UNIX");
-        assert_eq!(call(libc::SYS_socket, [10, 2, 0, 0, 0, 0]), allow, "AF_INET6");
+        assert_eq!(
+            call(libc::SYS_socket, [10, 2, 0, 0, 0, 0]),
+            allow,
+            "AF_INET6"
+        );
         assert_eq!(
             call(libc::SYS_socket, [17, 3, 0, 0, 0, 0]),
             errno(libc::EAFNOSUPPORT),
             "AF_PACKET"
         );
-        assert_eq!(call(libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(
+            call(libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
         assert_eq!(
             call(libc::SYS_ioctl, [0, 0x5412 | 1 << 32, 0, 0, 0, 0]),
             errno(libc::EPERM),
             "TIOCSTI with high bits"
         );
-        assert_eq!(call(libc::SYS_ioctl, [0, 0x541c, 0, 0, 0, 0]), errno(libc::EPERM));
-        assert_eq!(call(libc::SYS_ioctl, [0, 0x5413, 0, 0, 0, 0]), allow, "TIOCGWINSZ");
-        assert_eq!(call(libc::SYS_clone, [0x1000_0000, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(
+            call(libc::SYS_ioctl, [0, 0x541c, 0, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
+        assert_eq!(
+            call(libc::SYS_ioctl, [0, 0x5413, 0, 0, 0, 0]),
+            allow,
+            "TIOCGWINSZ"
+        );
+        assert_eq!(
+            call(libc::SYS_clone, [0x1000_0000, 0, 0, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
         assert_eq!(call(libc::SYS_clone, [0x11, 0, 0, 0, 0, 0]), allow);
         assert_eq!(call(libc::SYS_personality, [0, 0, 0, 0, 0, 0]), allow);
-        assert_eq!(call(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]), allow);
-        assert_eq!(call(libc::SYS_personality, [8, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+        assert_eq!(
+            call(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0, 0]),
+            allow
+        );
+        assert_eq!(
+            call(libc::SYS_personality, [8, 0, 0, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
         assert_eq!(call(0x4000_0000 | libc::SYS_getpid, none), kill, "x32");
         assert_eq!(run(&program, AUDIT_ARCH_I386, 20, none), kill, "i386");
     }

@@ -383,3 +383,26 @@ pub fn secret_file(path: &Path, owner: User) {
         .unwrap();
     chown(path, owner);
 }
+
+/// `<target dir>/test-artifacts/`, created if needed: screenshots and other files
+/// a test leaves behind for a human to look at.
+pub fn artifacts_dir() -> PathBuf {
+    let dir = target_dir().join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("create the test artifacts dir");
+    dir
+}
+
+/// Fails the test, naming every missing one, unless all these programs exist.
+/// Missing tools are a broken test setup, not a reason to skip.
+pub fn require_programs(paths: &[&str]) {
+    let missing: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|path| !Path::new(path).is_file())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing {}; run tests/bootstrap.sh to install the test dependencies",
+        missing.join(", ")
+    );
+}

@@ -45,6 +45,23 @@ pub fn hidden(param: &OsStr) -> Outcome {
     }
 }
 
+/// lstat(PATH) must succeed: the path is visible.
+pub fn exists(param: &OsStr) -> Outcome {
+    let path = Path::new(param);
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Outcome::pass(format!(
+            "{} visible (mode {:o})",
+            show(path),
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions())
+        )),
+        Err(err) => Outcome::fail(format!(
+            "lstat {}: {}",
+            show(path),
+            errno::describe_io(&err)
+        )),
+    }
+}
+
 fn is_refusal(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),

@@ -76,6 +76,7 @@ const CHECKS: &[Check] = &[
     },
     // The file system.
     with_param("hidden", fs_checks::hidden),
+    with_param("exists", fs_checks::exists),
     with_param("readonly", fs_checks::readonly),
     with_param("writable", fs_checks::writable),
     with_param("readable", fs_checks::readable),
@@ -88,6 +89,7 @@ const CHECKS: &[Check] = &[
     with_param("tcp-connects", net_checks::tcp_connects),
     with_param("abstract-refused", net_checks::abstract_refused),
     with_param("abstract-connects", net_checks::abstract_connects),
+    with_param("unix-connects", net_checks::unix_connects),
     // Helper modes.
     with_param("exit", modes::exit),
     with_param("kill-self", modes::kill_self),

@@ -188,6 +188,16 @@ pub fn abstract_connects(param: &OsStr) -> Outcome {
     }
 }
 
+/// Connecting a stream socket to the unix socket at PATH must succeed.
+pub fn unix_connects(param: &OsStr) -> Outcome {
+    let path = std::path::Path::new(param);
+    let shown = printable(&param.to_string_lossy());
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Outcome::pass(format!("connected to {shown}")),
+        Err(err) => Outcome::fail(format!("connect {shown}: {err}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

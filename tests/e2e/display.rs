@@ -1,0 +1,671 @@
+//! Display servers: X11 through Xvfb with access control on, and Wayland through
+//! a headless weston. An app reaches a display only with the matching socket
+//! permission, and then gets only the Xauthority cookie of its own display.
+//!
+//! The servers run as the world's user, like a desktop session, and are killed
+//! (with their process groups) even when an assertion fails.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use appbox_tests::{artifacts_dir, require_programs, running_as_root, World};
+
+/// The bound of every wait in this file.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+const X11_TOOLS: &[&str] = &[
+    "/usr/bin/Xvfb",
+    "/usr/bin/xauth",
+    "/usr/bin/xlogo",
+    "/usr/bin/xwininfo",
+    "/usr/bin/xdpyinfo",
+    "/usr/bin/import",
+    "/usr/bin/identify",
+];
+
+const WAYLAND_TOOLS: &[&str] = &["/usr/bin/weston", "/usr/bin/wayland-info"];
+
+fn unique() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Polls `done` every 20 ms until it returns a value or `limit` passes.
+fn poll<T>(limit: Duration, mut done: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = done() {
+            return Some(value);
+        }
+        if start.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process this test started, in a process group of its own. Dropping it
+/// kills the group (SIGTERM, then SIGKILL) and reaps the process.
+struct Spawned {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Spawned {
+    /// Starts `cmd` with stdout and stderr going to `log`.
+    fn start(name: String, mut cmd: Command, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).expect("create log file");
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Spawned { name, child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait for child")
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        poll(limit, || self.try_wait())
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: signalling our own child, which is not reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if self.try_wait().is_some() {
+            return;
+        }
+        // Ask the process itself first, so a server can stop its own clients.
+        self.signal(libc::SIGTERM);
+        let pid = self.child.id() as libc::pid_t;
+        let exited = poll(Duration::from_secs(5), || {
+            exited_unreaped(pid).then_some(())
+        });
+        if exited.is_none() {
+            eprintln!("{} ignored SIGTERM; killing it", self.name);
+        }
+        // Until it is reaped, the pid and so the process group are still ours:
+        // kill whatever of the group is left.
+        // SAFETY: signalling the process group of our own, unreaped child.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether our child `pid` has exited, without reaping it.
+fn exited_unreaped(pid: libc::pid_t) -> bool {
+    // SAFETY: an all-zero siginfo_t is valid; waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer; WNOWAIT leaves the child waitable.
+    let ret = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: waitid filled in a SIGCHLD siginfo (or left it zeroed).
+    ret == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// Runs `cmd` to completion within `limit`, like `Command::output`.
+fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    ]
+    .map(|pipe| {
+        let mut pipe = pipe.unwrap();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    });
+    let status = poll(limit, || child.try_wait().unwrap());
+    let Some(status) = status else {
+        // SAFETY: killing the process group of our own, unreaped child.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        let _ = child.wait();
+        panic!("{cmd:?} did not finish within {limit:?}");
+    };
+    let [stdout, stderr] = readers.map(|r| r.join().unwrap());
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    )
+}
+
+/// Writes an unpacked app whose command is a host program (an absolute path:
+/// the sandbox's /usr is the host's), with the given permissions.
+fn host_app(world: &World, id: &str, command: &str, permissions: &[&str]) -> PathBuf {
+    let dir = world.root.join("apps").join(id);
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    let permissions: Vec<String> = permissions.iter().map(|p| format!("{p:?}")).collect();
+    world.write(
+        &dir.join("metadata.toml"),
+        &format!(
+            "id = \"{id}\"\nname = \"Display test\"\ncommand = \"{command}\"\nruntime = \"host\"\npermissions = [{}]\n",
+            permissions.join(", ")
+        ),
+    );
+    for path in [
+        world.root.join("apps"),
+        dir.clone(),
+        dir.join("files"),
+        dir.join("metadata.toml"),
+    ] {
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    dir
+}
+
+/// `appbox run --app-dir APP OPTIONS...` as the world's user, with `env` added
+/// to its clean environment, run to completion.
+fn run_app(world: &World, app: &Path, options: &[&str], env: &[(&str, &str)]) -> Output {
+    output_within(app_command(world, app, options, env), TIMEOUT)
+}
+
+fn app_command(world: &World, app: &Path, options: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut args = vec!["run".to_owned(), "--app-dir".to_owned()];
+    args.push(app.display().to_string());
+    args.extend(options.iter().map(|s| s.to_string()));
+    let mut cmd = world.appbox(&args);
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+// ---------------------------------------------------------------------------
+// X11
+
+/// A running Xvfb with access control on: only clients holding `cookie` get in.
+struct Xvfb {
+    display: u32,
+    cookie: String,
+    /// The user's Xauthority (`~/.Xauthority`), holding the cookie.
+    xauthority: PathBuf,
+    server: Spawned,
+}
+
+/// 32 random hex digits.
+fn random_cookie() -> String {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `xauth -f FILE add DISPLAY . COOKIE` as the world's user.
+fn xauth_add(world: &World, file: &Path, display: &str, cookie: &str) {
+    let mut cmd = Command::new("/usr/bin/xauth");
+    cmd.arg("-f").arg(file).args(["add", display, ".", cookie]);
+    world.prepare(&mut cmd);
+    let output = output_within(cmd, TIMEOUT);
+    assert!(output.status.success(), "xauth add: {}", describe(&output));
+}
+
+/// Display numbers handed out in this process, from 90 up; a number whose
+/// socket or lock file exists belongs to someone else and is skipped.
+fn free_display() -> u32 {
+    static NEXT: Mutex<u32> = Mutex::new(90);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let n = *next;
+        *next += 1;
+        let taken = [format!("/tmp/.X11-unix/X{n}"), format!("/tmp/.X{n}-lock")]
+            .iter()
+            .any(|p| std::fs::symlink_metadata(p).is_ok());
+        if !taken {
+            return n;
+        }
+    }
+}
+
+/// An X server run by a user cannot create /tmp/.X11-unix properly; as root,
+/// create it the way a system would (root-owned, sticky, world-writable).
+fn ensure_x11_unix_dir() {
+    let dir = Path::new("/tmp/.X11-unix");
+    if !running_as_root() || dir.exists() {
+        return;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap(),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("create {}: {e}", dir.display()),
+    }
+}
+
+impl Xvfb {
+    /// Starts Xvfb on a free display as the world's user. The server reads its
+    /// cookie from a file of its own; the same cookie goes into `~/.Xauthority`.
+    fn start(world: &World) -> Self {
+        require_programs(X11_TOOLS);
+        ensure_x11_unix_dir();
+        let cookie = random_cookie();
+        let xauthority = world.home.join(".Xauthority");
+        let mut failures = String::new();
+        for _attempt in 0..5 {
+            let display = free_display();
+            let server_auth = world.home.join(format!("xvfb-{display}.auth"));
+            xauth_add(world, &server_auth, &format!(":{display}"), &cookie);
+            xauth_add(world, &xauthority, &format!(":{display}"), &cookie);
+            let mut cmd = Command::new("/usr/bin/Xvfb");
+            cmd.arg(format!(":{display}"))
+                .arg("-auth")
+                .arg(&server_auth)
+                .args(["-screen", "0", "640x480x24", "-nolisten", "tcp", "-noreset"]);
+            world.prepare(&mut cmd);
+            let mut server = Spawned::start(
+                format!("Xvfb :{display}"),
+                cmd,
+                world.root.join(format!("xvfb-{display}.log")),
+            );
+            let socket = PathBuf::from(format!("/tmp/.X11-unix/X{display}"));
+            let up = poll(TIMEOUT, || {
+                if socket.exists() {
+                    Some(true)
+                } else {
+                    server.try_wait().map(|_| false)
+                }
+            });
+            match up {
+                Some(true) => {
+                    return Xvfb {
+                        display,
+                        cookie,
+                        xauthority,
+                        server,
+                    }
+                }
+                // Exited: most likely someone else took the display meanwhile.
+                Some(false) => {
+                    failures.push_str(&format!("Xvfb :{display} exited:\n{}\n", server.log()))
+                }
+                None => panic!(
+                    "Xvfb :{display} did not create {} within {TIMEOUT:?}:\n{}",
+                    socket.display(),
+                    server.log()
+                ),
+            }
+        }
+        panic!("could not start Xvfb:\n{failures}");
+    }
+
+    fn display_name(&self) -> String {
+        format!(":{}", self.display)
+    }
+
+    /// The environment a desktop session gives its apps for this display.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DISPLAY", self.display_name()),
+            ("XAUTHORITY", self.xauthority.display().to_string()),
+        ]
+    }
+
+    /// A host X client, run as the world's user with this display's cookie.
+    fn client(&self, world: &World, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        world.prepare(&mut cmd);
+        cmd.envs(self.env());
+        cmd
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.server.try_wait() {
+            panic!("Xvfb exited ({status}):\n{}", self.server.log());
+        }
+    }
+}
+
+fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Names of the top-level windows on the display.
+fn window_tree(world: &World, x: &Xvfb) -> String {
+    let mut cmd = x.client(world, "/usr/bin/xwininfo");
+    cmd.args(["-display", &x.display_name(), "-root", "-tree"]);
+    text(&output_within(cmd, TIMEOUT).stdout)
+}
+
+/// A PNG screenshot of the whole screen.
+fn screenshot(world: &World, x: &Xvfb) -> Vec<u8> {
+    let mut cmd = x.client(world, "/usr/bin/import");
+    cmd.args(["-display", &x.display_name(), "-window", "root", "png:-"]);
+    let output = output_within(cmd, TIMEOUT);
+    assert!(output.status.success(), "import: {}", describe(&output));
+    output.stdout
+}
+
+/// Width, height and number of distinct colours of an image file.
+fn image_facts(path: &Path) -> (u32, u32, u64) {
+    let mut cmd = Command::new("/usr/bin/identify");
+    cmd.args(["-format", "%w %h %k"]).arg(path);
+    let output = output_within(cmd, TIMEOUT);
+    assert!(output.status.success(), "identify: {}", describe(&output));
+    let out = text(&output.stdout);
+    let fields: Vec<u64> = out
+        .split_whitespace()
+        .map(|f| {
+            f.parse()
+                .unwrap_or_else(|_| panic!("identify said {out:?}"))
+        })
+        .collect();
+    assert_eq!(fields.len(), 3, "identify said {out:?}");
+    (fields[0] as u32, fields[1] as u32, fields[2])
+}
+
+#[test]
+fn x11_app_draws_a_window_with_socket_x11() {
+    let world = World::new();
+    let mut x = Xvfb::start(&world);
+    let app = host_app(
+        &world,
+        "org.appbox.XLogo",
+        "/usr/bin/xlogo",
+        &["--socket=x11"],
+    );
+    let env = x.env();
+    let mut xlogo = Spawned::start(
+        "appbox run (xlogo)".to_owned(),
+        app_command(&world, &app, &[], &env_refs(&env)),
+        world.root.join("xlogo.log"),
+    );
+
+    let window = poll(TIMEOUT, || {
+        if xlogo.try_wait().is_some() {
+            return Some(false);
+        }
+        window_tree(&world, &x)
+            .contains("\"xlogo\"")
+            .then_some(true)
+    });
+    assert_eq!(
+        window,
+        Some(true),
+        "no xlogo window appeared on :{}; appbox said:\n{}\nwindows:\n{}",
+        x.display,
+        xlogo.log(),
+        window_tree(&world, &x)
+    );
+
+    // The window is mapped before xlogo draws into it: shoot until the screen
+    // is no longer a single colour (Xvfb's root is plain black).
+    let png = artifacts_dir().join("display-x11-xlogo.png");
+    let drawn = poll(TIMEOUT, || {
+        std::fs::write(&png, screenshot(&world, &x)).unwrap();
+        let facts = image_facts(&png);
+        (facts.2 > 1).then_some(facts)
+    });
+    x.assert_running();
+
+    xlogo.signal(libc::SIGTERM);
+    let status = xlogo
+        .wait(TIMEOUT)
+        .unwrap_or_else(|| panic!("appbox did not exit after SIGTERM:\n{}", xlogo.log()));
+    assert_eq!(
+        status.code(),
+        Some(128 + libc::SIGTERM),
+        "appbox should report xlogo's death by SIGTERM ({status}, signal {:?}):\n{}",
+        status.signal(),
+        xlogo.log()
+    );
+    drop(x);
+
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    // An all-black 640x480 PNG is about 190 bytes.
+    assert!(size > 400, "{} is only {size} bytes", png.display());
+    let (width, height, colours) = drawn.unwrap_or_else(|| image_facts(&png));
+    assert_eq!((width, height), (640, 480), "{}", png.display());
+    assert!(
+        colours > 1,
+        "{} is a single colour: xlogo drew nothing",
+        png.display()
+    );
+    eprintln!("screenshot: {}", png.display());
+}
+
+#[test]
+fn x11_is_refused_without_the_permission() {
+    let world = World::new();
+    let x = Xvfb::start(&world);
+    let env = x.env();
+    let env = env_refs(&env);
+
+    // The fixture really has access control on: no cookie, no entry.
+    let mut cmd = x.client(&world, "/usr/bin/xdpyinfo");
+    cmd.env("XAUTHORITY", "/dev/null");
+    let output = output_within(cmd, TIMEOUT);
+    assert!(
+        !output.status.success(),
+        "Xvfb let in a client without a cookie: {}",
+        describe(&output)
+    );
+
+    let plain = host_app(&world, "org.appbox.NoX", "/usr/bin/xdpyinfo", &[]);
+    let display_env = format!("--env=DISPLAY={}", x.display_name());
+    for options in [&[][..], &[display_env.as_str()][..]] {
+        let output = run_app(&world, &plain, options, &env);
+        assert!(
+            !output.status.success() && text(&output.stderr).contains("unable to open display"),
+            "xdpyinfo without socket=x11 ({options:?}) should not reach the display: {}",
+            describe(&output)
+        );
+    }
+
+    let granted = host_app(
+        &world,
+        "org.appbox.X",
+        "/usr/bin/xdpyinfo",
+        &["--socket=x11"],
+    );
+    let output = run_app(&world, &granted, &["--nosocket=x11"], &env);
+    assert!(
+        !output.status.success() && text(&output.stderr).contains("unable to open display"),
+        "--nosocket=x11 should take the display away: {}",
+        describe(&output)
+    );
+
+    // With the permission, the filtered Xauthority gets xdpyinfo in.
+    for (app, options) in [(&granted, &[][..]), (&plain, &["--socket=x11"][..])] {
+        let output = run_app(&world, app, options, &env);
+        assert!(
+            output.status.success(),
+            "xdpyinfo with socket=x11 ({options:?}) should reach the display: {}",
+            describe(&output)
+        );
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains(&format!("name of display:    :{}", x.display)),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn xauthority_holds_only_the_granted_display() {
+    let world = World::new();
+    let x = Xvfb::start(&world);
+    let n = x.display;
+    let m = n + 1000;
+    let other_display = random_cookie();
+    let other_host = random_cookie();
+    // A session with several displays, and a cookie for display N of another host.
+    xauth_add(&world, &x.xauthority, &format!(":{m}"), &other_display);
+    xauth_add(
+        &world,
+        &x.xauthority,
+        &format!("appbox-e2e-elsewhere/unix:{n}"),
+        &other_host,
+    );
+    let env = x.env();
+    let env = env_refs(&env);
+
+    let uid = world.user.uid;
+    let sandbox_file = format!("/run/user/{uid}/Xauthority");
+    let app = host_app(
+        &world,
+        "org.appbox.Xauth",
+        "/usr/bin/xauth",
+        &["--socket=x11"],
+    );
+    let output = run_app(&world, &app, &["--", "-f", &sandbox_file, "list"], &env);
+    assert!(output.status.success(), "xauth list: {}", describe(&output));
+    let listing = text(&output.stdout);
+    let entries: Vec<&str> = listing.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        entries.len(),
+        1,
+        "expected one cookie in the sandbox:\n{listing}"
+    );
+    let fields: Vec<&str> = entries[0].split_whitespace().collect();
+    assert_eq!(fields.len(), 3, "{listing}");
+    assert!(
+        fields[0].ends_with(&format!(":{n}")),
+        "the cookie is not for display :{n}:\n{listing}"
+    );
+    assert_eq!(fields[1], "MIT-MAGIC-COOKIE-1", "{listing}");
+    assert_eq!(fields[2], x.cookie, "{listing}");
+    for (what, cookie) in [
+        ("display :M", &other_display),
+        ("another host", &other_host),
+    ] {
+        assert!(
+            !listing.contains(cookie.as_str()),
+            "the cookie of {what} leaked:\n{listing}"
+        );
+    }
+    assert!(!listing.contains(&format!(":{m}")), "{listing}");
+
+    // The server knows only display N's cookie, so getting in proves it was kept.
+    let output = run_app(&world, &app, &["--command=/usr/bin/xdpyinfo"], &env);
+    assert!(
+        output.status.success(),
+        "xdpyinfo with the filtered Xauthority: {}",
+        describe(&output)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Wayland
+
+#[test]
+fn wayland_client_connects_with_socket_wayland() {
+    require_programs(WAYLAND_TOOLS);
+    let world = World::new();
+    let name = format!("wayland-appbox-e2e-{}-{}", std::process::id(), unique());
+    let mut cmd = Command::new("/usr/bin/weston");
+    cmd.args([
+        "--backend=headless-backend.so",
+        &format!("--socket={name}"),
+        "--idle-time=0",
+        "--no-config",
+    ]);
+    world.prepare(&mut cmd);
+    let mut weston = Spawned::start("weston".to_owned(), cmd, world.root.join("weston.log"));
+    let socket = world.runtime_dir.join(&name);
+    let up = poll(TIMEOUT, || {
+        if socket.exists() {
+            Some(true)
+        } else {
+            weston.try_wait().map(|_| false)
+        }
+    });
+    assert_eq!(
+        up,
+        Some(true),
+        "weston did not create {}:\n{}",
+        socket.display(),
+        weston.log()
+    );
+    let env = [("WAYLAND_DISPLAY", name.as_str())];
+
+    let granted = host_app(
+        &world,
+        "org.appbox.Wayland",
+        "/usr/bin/wayland-info",
+        &["--socket=wayland"],
+    );
+    let output = run_app(&world, &granted, &[], &env);
+    assert!(
+        output.status.success() && text(&output.stdout).contains("wl_compositor"),
+        "wayland-info with socket=wayland should list the compositor's interfaces: {}\nweston:\n{}",
+        describe(&output),
+        weston.log()
+    );
+
+    let plain = host_app(&world, "org.appbox.NoWayland", "/usr/bin/wayland-info", &[]);
+    // Even pointed at the host's socket by path, the app cannot reach it.
+    let by_path = format!("--env=WAYLAND_DISPLAY={}", socket.display());
+    for (app, options) in [
+        (&plain, &[][..]),
+        (&plain, &[by_path.as_str()][..]),
+        (&granted, &["--nosocket=wayland"][..]),
+    ] {
+        let output = run_app(&world, app, options, &env);
+        assert!(
+            !output.status.success(),
+            "wayland-info without socket=wayland ({options:?}) should fail: {}",
+            describe(&output)
+        );
+        assert!(
+            !text(&output.stdout).contains("wl_compositor"),
+            "{}",
+            describe(&output)
+        );
+    }
+    if let Some(status) = weston.try_wait() {
+        panic!("weston exited ({status}):\n{}", weston.log());
+    }
+}
