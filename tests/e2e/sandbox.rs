@@ -279,3 +279,42 @@ fn planted_names_in_host_tmp_change_nothing() {
     }
     report.assert_all_ok();
 }
+
+fn host_namespace(kind: &str) -> String {
+    let link = std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
+    format!("{kind}={}", link.display())
+}
+
+/// User, mount, pid, ipc, uts, cgroup and net namespaces are the sandbox's own;
+/// `share=ipc` and `share=network` keep the host's.
+#[test]
+fn every_namespace_is_private_unless_shared() {
+    let world = World::new();
+    const ALL: [&str; 7] = [
+        "user",
+        "mnt",
+        "pid_for_children",
+        "ipc",
+        "uts",
+        "cgroup",
+        "net",
+    ];
+    let app = world.probe_app("org.appbox.Probe", &[]);
+    let private: Vec<String> = ALL
+        .iter()
+        .map(|kind| format!("ns-private={}", host_namespace(kind)))
+        .collect();
+    let checks: Vec<&str> = private.iter().map(String::as_str).collect();
+    world.probe(&app, &[], &checks).assert_all_ok();
+
+    let shared_ipc = format!("ns-shared={}", host_namespace("ipc"));
+    let shared_net = format!("ns-shared={}", host_namespace("net"));
+    let private_user = format!("ns-private={}", host_namespace("user"));
+    world
+        .probe(
+            &app,
+            &["--share=ipc", "--share=network"],
+            &[&shared_ipc, &shared_net, &private_user],
+        )
+        .assert_all_ok();
+}

@@ -263,6 +263,38 @@ pub fn signal_refused(param: &OsStr) -> Outcome {
     }
 }
 
+/// The namespace link of this process, such as `net:[4026531840]`.
+fn namespace(kind: &str) -> Result<String, String> {
+    std::fs::read_link(format!("/proc/self/ns/{kind}"))
+        .map(|target| target.to_string_lossy().into_owned())
+        .map_err(|err| format!("readlink /proc/self/ns/{kind}: {err}"))
+}
+
+/// `KIND:LINK`, where LINK is the host's namespace link (`net:[4026531840]`).
+fn namespace_param(param: &OsStr) -> Result<(String, String), String> {
+    let text = param.to_string_lossy();
+    let (kind, link) = text
+        .split_once('=')
+        .ok_or_else(|| "expected KIND=LINK, such as net=net:[4026531840]".to_owned())?;
+    Ok((kind.to_owned(), link.to_owned()))
+}
+
+/// `ns-private=KIND=LINK`: this process is in another namespace of KIND than LINK.
+pub fn ns_private(param: &OsStr) -> Outcome {
+    match namespace_param(param).and_then(|(kind, host)| Ok((namespace(&kind)?, host))) {
+        Ok((own, host)) => Outcome::verdict(own != host, format!("own {own}, host {host}")),
+        Err(why) => Outcome::fail(why),
+    }
+}
+
+/// `ns-shared=KIND=LINK`: this process is in the namespace LINK.
+pub fn ns_shared(param: &OsStr) -> Outcome {
+    match namespace_param(param).and_then(|(kind, host)| Ok((namespace(&kind)?, host))) {
+        Ok((own, host)) => Outcome::verdict(own == host, format!("own {own}, host {host}")),
+        Err(why) => Outcome::fail(why),
+    }
+}
+
 /// gethostname must equal NAME.
 pub fn hostname(param: &OsStr) -> Outcome {
     let mut buf = [0u8; 256];
