@@ -41,7 +41,6 @@ macro_rules! keyword_enum {
         pub enum $name { $($variant),+ }
 
         impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
             const EXPECTED: &'static str = concat!($($text, " "),+);
 
             pub fn as_str(self) -> &'static str {

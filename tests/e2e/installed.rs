@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use appbox_tests::{chown, World};
+use appbox_tests::{chown, chown_tree, World};
 
 /// Deploys the probe app as installed, on `runtime`, like the store would.
 fn deploy(world: &World, id: &str, runtime: &str) {
@@ -18,9 +18,7 @@ fn deploy(world: &World, id: &str, runtime: &str) {
     std::fs::write(commit.join("metadata.toml"), metadata).unwrap();
     copy_tree(&unpacked.join("files"), &commit.join("files"));
     std::os::unix::fs::symlink("0123abcd", deployments.join("current")).unwrap();
-    for path in walk(&commit) {
-        chown(&path, world.user);
-    }
+    chown_tree(&commit, world.user);
     chown(&deployments.join("current"), world.user);
 }
 
@@ -34,18 +32,6 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &dest).unwrap();
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![dir.to_path_buf()];
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        if entry.file_type().unwrap().is_dir() {
-            out.extend(walk(&entry.path()));
-        } else {
-            out.push(entry.path());
-        }
-    }
-    out
 }
 
 #[test]
@@ -76,10 +62,7 @@ fn an_installed_runtime_becomes_usr() {
     std::fs::create_dir_all(files.join("share")).unwrap();
     std::fs::write(files.join("share/runtime-marker"), "platform").unwrap();
     std::os::unix::fs::symlink("1", runtime.join("current")).unwrap();
-    for path in walk(&runtime) {
-        chown(&path, world.user);
-    }
-    chown(&runtime.join("current"), world.user);
+    chown_tree(&runtime, world.user);
     deploy(&world, "org.appbox.OnRuntime", "org.appbox.Platform");
     let output = world
         .appbox([

@@ -19,7 +19,6 @@ pub const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
 pub const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
 pub const FSOPEN_CLOEXEC: u32 = 0x1;
 pub const FSMOUNT_CLOEXEC: u32 = 0x1;
-const FSCONFIG_SET_FLAG: u32 = 0;
 const FSCONFIG_SET_STRING: u32 = 1;
 const FSCONFIG_CMD_CREATE: u32 = 6;
 
@@ -176,22 +175,6 @@ impl FsContext {
                 FSCONFIG_SET_STRING,
                 key.as_ptr(),
                 value.as_ptr(),
-                0,
-            )
-        };
-        unit_result(ret)
-    }
-
-    pub fn set_flag(&self, key: &str) -> io::Result<()> {
-        let key = CString::new(key)?;
-        // SAFETY: `key` outlives the call; a flag has no value.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                self.0.as_raw_fd(),
-                FSCONFIG_SET_FLAG,
-                key.as_ptr(),
-                std::ptr::null::<libc::c_char>(),
                 0,
             )
         };

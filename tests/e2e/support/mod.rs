@@ -123,6 +123,13 @@ fn unique() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Hands `dir` and everything below it to `user`.
+pub fn chown_tree(dir: &Path, user: User) {
+    for path in walk(dir) {
+        chown(&path, user);
+    }
+}
+
 pub fn chown(path: &Path, user: User) {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid C string; lchown does not follow a final symlink.
@@ -291,7 +298,8 @@ fn make_readable(dir: &Path) {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+/// `dir` and everything below it.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
