@@ -68,8 +68,6 @@ pub enum SandboxError {
     Setup(String),
     #[error("{message}")]
     Exec { message: String, code: i32 },
-    #[error("the sandbox's setup process ended unexpectedly ({0})")]
-    SetupDied(String),
 }
 
 fn sys_err(what: &'static str) -> impl FnOnce(nix::errno::Errno) -> SandboxError {
