@@ -148,6 +148,10 @@ struct RunArgs {
     /// Unset an environment variable in the sandbox
     #[arg(long, value_name = "VAR", help_heading = "Permissions")]
     unset_env: Vec<String>,
+    /// Print the sandbox plan as JSON (mounts, Landlock rules, seccomp policy,
+    /// environment and command) instead of running the app
+    #[arg(long)]
+    print_plan: bool,
     /// For tests only: switch a protection layer off (mounts, landlock or seccomp)
     #[arg(long, value_name = "LAYER", hide = true)]
     unsafe_disable_layer: Vec<Layer>,
@@ -249,6 +253,10 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     let plan = plan::plan(&request, &facts)?;
     for note in &plan.notes {
         eprintln!("appbox: note: {note}");
+    }
+    if args.print_plan {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(0);
     }
     let disabled: BTreeSet<Layer> = args.unsafe_disable_layer.into_iter().collect();
     for layer in &disabled {

@@ -5,6 +5,9 @@
 # In one hyperfine run it measures, each with a trivial command:
 #   appbox run --app-dir DIR      an app whose command is /usr/bin/true
 #   bwrap                         an equivalent minimal sandbox
+#   bwrap, appbox's sandbox       the same mounts as appbox, from `appbox run
+#                                 --print-plan` (tests/bench/plan-to-bwrap.py),
+#                                 without Landlock or seccomp
 #   unshare -Urmpf --mount-proc   the floor: namespaces alone
 #   /bin/true                     no sandbox at all
 #   flatpak run                   a trivial app, when it can be set up offline
@@ -162,6 +165,18 @@ if setup_flatpak; then
     flatpak_cmd=(-n "flatpak run (trivial app)" "flatpak run org.appbox.BenchTrue")
 fi
 
+# --- bwrap building the very sandbox appbox builds -------------------------------
+#
+# The same mounts, namespaces, environment and command, from appbox's own plan;
+# bwrap has no Landlock and is given no seccomp program, so it does less.
+mkdir -m 0755 "$work/same"
+[[ -z ${as_user[*]} ]] || chown "$TEST_USER:" "$work/same"
+as_bench_user "$work/appbox" run --app-dir "$work/true-app" # creates the app's home
+as_bench_user "$work/appbox" run --print-plan --app-dir "$work/true-app" >"$work/same/plan.json"
+as_bench_user python3 "$PWD/tests/bench/plan-to-bwrap.py" "$work/same/plan.json" "$work/same" \
+    >"$work/same/command" || die "cannot turn the plan into a bwrap command"
+same_sandbox=$(cat "$work/same/command")
+
 # --- launch time ---------------------------------------------------------------
 
 echo "bench: measuring launch times $who ($RUNS runs after $WARMUP warm-ups each)..."
@@ -170,6 +185,7 @@ if ! as_bench_user hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic 
     -n "/bin/true" "/bin/true" \
     -n "unshare -Urmpf --mount-proc (floor)" "unshare -Urmpf --mount-proc true" \
     -n "bwrap, minimal sandbox" "$BWRAP_ARGS /usr/bin/true" \
+    -n "bwrap, appbox's sandbox" "$same_sandbox" \
     -n "appbox run --app-dir" "$work/appbox run --app-dir $work/true-app" \
     "${flatpak_cmd[@]}" >"$work/out/hyperfine.log" 2>&1; then
     cat "$work/out/hyperfine.log" >&2
@@ -230,21 +246,22 @@ if flatpak_reason:
 appbox = medians["appbox run --app-dir"]
 rows = [
     ("appbox / bwrap", "bwrap, minimal sandbox", 0.8),
+    ("appbox / bwrap, same mounts", "bwrap, appbox's sandbox", None),
     ("appbox / floor (unshare)", "unshare -Urmpf --mount-proc (floor)", None),
     ("appbox / flatpak run", "flatpak run (trivial app)", 0.12),
 ]
 print()
-print(f"  {'ratio':<26} {'value':>7}   target")
+print(f"  {'ratio':<28} {'value':>7}   target")
 for label, other, target in rows:
     if other not in medians:
-        print(f"  {label:<26} {'-':>7}   not measured")
+        print(f"  {label:<28} {'-':>7}   not measured")
         continue
     ratio = appbox / medians[other]
     if target is None:
-        verdict = "(the floor: no target)"
+        verdict = "(no target)"
     else:
         verdict = f"≤ {target}×  " + ("met" if ratio <= target else "NOT met")
-    print(f"  {label:<26} {ratio:6.2f}×   {verdict}")
+    print(f"  {label:<28} {ratio:6.2f}×   {verdict}")
 
 print()
 print("Memory of the process that stays outside the sandbox while the app runs (MB = 10^6 bytes):")

@@ -225,6 +225,27 @@ fn bad_command_lines_get_usage_errors() {
     ] {
         assert!(help.contains(flag), "{flag} missing from help:\n{help}");
     }
+    let app = world.probe_app("org.appbox.Probe", &[]);
+    let output = world
+        .appbox([
+            "run",
+            "--print-plan",
+            "--app-dir",
+            app.to_str().unwrap(),
+            "--socket=x11",
+        ])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        plan.contains("\"argv\"") && plan.contains("/app/bin/appbox-probe"),
+        "{plan}"
+    );
+    assert!(
+        !world.home.join(".var").exists(),
+        "printing the plan runs nothing and creates nothing"
+    );
     let output = world.appbox(["completions", "bash"]).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).contains("complete"));
     let output = world.appbox(["man"]).output().unwrap();
