@@ -9,12 +9,13 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use landlock::{
-    Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
     RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
 use crate::plan::{LandlockAccess, LandlockRule};
 use crate::sandbox::mounts::Anchor;
+use crate::sandbox::sys::{openat2, RESOLVE_NO_SYMLINKS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LandlockError {
@@ -82,8 +83,9 @@ pub fn restrict_self(
         let (fd, is_dir) = match anchors.get(&rule.path) {
             Some(anchor) => (anchor.fd.as_fd(), anchor.is_dir),
             None => {
-                // A path that is missing in the sandbox has nothing to grant.
-                let Ok(fd) = PathFd::new(&rule.path) else {
+                // Paths inside the sandbox are the app's to change: never follow a
+                // symlink there. A path that is missing has nothing to grant.
+                let Ok(fd) = openat2(None, &rule.path, libc::O_PATH, 0, RESOLVE_NO_SYMLINKS) else {
                     continue;
                 };
                 opened = fd;
