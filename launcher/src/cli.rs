@@ -233,10 +233,7 @@ pub fn main() -> i32 {
 
 fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     let facts = HostFacts::gather()?;
-    let store = deploy::store_dir(
-        &facts.home,
-        facts.env.get("XDG_DATA_HOME").map(String::as_str),
-    );
+    let store = deploy::store_dir(&facts);
     let mut request = match (&args.app_dir, &args.app) {
         (Some(dir), _) => deploy::request_for_app_dir(dir)?.0,
         (None, Some(id)) => {

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::appid::AppId;
+use crate::hostfacts::HostFacts;
 use crate::metadata::{AppMetadata, MetadataError, Runtime};
 use crate::plan::LaunchRequest;
 
@@ -33,11 +34,8 @@ pub enum DeployError {
 }
 
 /// `$XDG_DATA_HOME/appbox`, or `~/.local/share/appbox`.
-pub fn store_dir(home: &Path, data_home: Option<&str>) -> PathBuf {
-    match data_home {
-        Some(dir) if Path::new(dir).is_absolute() => Path::new(dir).join("appbox"),
-        _ => home.join(".local/share/appbox"),
-    }
+pub fn store_dir(facts: &HostFacts) -> PathBuf {
+    facts.data_home().join("appbox")
 }
 
 /// Resolves `current` (the store swaps this link atomically) to the deployment

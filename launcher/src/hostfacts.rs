@@ -116,6 +116,37 @@ impl HostFacts {
     pub fn is_root(&self) -> bool {
         self.uid == 0
     }
+
+    /// `$XDG_DATA_HOME`, or `~/.local/share`.
+    pub fn data_home(&self) -> PathBuf {
+        self.xdg_base("XDG_DATA_HOME", ".local/share")
+    }
+
+    /// `$XDG_CONFIG_HOME`, or `~/.config`.
+    pub fn config_home(&self) -> PathBuf {
+        self.xdg_base("XDG_CONFIG_HOME", ".config")
+    }
+
+    /// `$VAR` if it is a clean absolute path (the XDG base directory rules),
+    /// else `default` in home.
+    fn xdg_base(&self, var: &str, default: &str) -> PathBuf {
+        self.env
+            .get(var)
+            .map(PathBuf::from)
+            .filter(|p| clean_absolute(p))
+            .unwrap_or_else(|| self.home.join(default))
+    }
+}
+
+/// An absolute path with no `.` or `..` components.
+pub fn clean_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        })
 }
 
 /// Where `WAYLAND_DISPLAY` points: a name in the runtime dir, or an absolute

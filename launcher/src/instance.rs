@@ -244,7 +244,10 @@ impl Registry {
         .ok()?;
         let mut text = Vec::new();
         io::Read::read_to_end(&mut std::fs::File::from(fd), &mut text).ok()?;
-        serde_json::from_slice(&text).ok()
+        let record: InstanceRecord = serde_json::from_slice(&text).ok()?;
+        // Only records the monitor wrote carry a valid id; anything else was forged.
+        crate::appid::AppId::parse(&record.app_id).ok()?;
+        Some(record)
     }
 
     /// Finds the one live instance that `query` names: an instance number or an app id.

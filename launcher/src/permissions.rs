@@ -197,9 +197,9 @@ const RESERVED_PATHS: &[&str] = &[
 ];
 
 /// Paths reserved themselves, though some paths below them may be granted
-/// (such as `/run/media`): granting all of `/run` would hide the sandbox's own
-/// runtime directory.
-const RESERVED_EXACT: &[&str] = &["run"];
+/// (such as `/run/media` or `/var/lib/foo`): granting all of `/run` or `/var`
+/// would hide the sandbox's own runtime directory or its `/var/tmp`.
+const RESERVED_EXACT: &[&str] = &["run", "var"];
 
 /// Where a `filesystem=` grant points.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

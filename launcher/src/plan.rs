@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::appid::AppId;
-use crate::hostfacts::{HostFacts, ROOT_SANDBOX_ID};
+use crate::hostfacts::{clean_absolute, HostFacts, ROOT_SANDBOX_ID};
 use crate::metadata::{validate_command, AppMetadata};
 use crate::permissions::{
     Change, Device, FsAccess, FsLocation, Permissions, Share, Socket, XdgDir,
@@ -24,6 +24,8 @@ pub enum PlanError {
         command: String,
         problem: &'static str,
     },
+    #[error("filesystem={location}: {path} holds appbox's own state, which no app may change (nor read, for the instance records)")]
+    StateGrant { location: String, path: PathBuf },
 }
 
 /// What to launch: the app, where its files are, and one-off overrides.
@@ -177,8 +179,11 @@ pub struct LandlockRule {
 pub struct HostDir {
     /// Relative to home; no component may be a symlink.
     pub path_in_home: PathBuf,
-    /// Hand the directory to the sandbox's uid (only when root launches).
+    /// Hand the directory to the sandbox's uid (only when root launches): always
+    /// for the app's own data, and otherwise only if this launch created it.
     pub chown_to: Option<(u32, u32)>,
+    /// Whether an existing directory is handed over too (the app's own data only).
+    pub chown_existing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -361,7 +366,7 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
     };
 
     base_system(&mut b, request, &permissions, app_uid, app_gid);
-    filesystem_grants(&mut b, &permissions, &app_home);
+    let state_dirs = filesystem_grants(&mut b, &permissions, &app_home)?;
 
     // The app's own home comes after the grants, so a granted parent never hides it.
     b.bind(
@@ -380,21 +385,17 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
         .strip_prefix(&facts.home)
         .unwrap_or(&app_home)
         .to_path_buf();
-    let mut host_dirs = vec![HostDir {
-        path_in_home: app_home_rel.clone(),
+    let app_dir = |path_in_home: PathBuf| HostDir {
+        path_in_home,
         chown_to,
-    }];
+        chown_existing: true,
+    };
+    let mut host_dirs = vec![app_dir(app_home_rel.clone())];
     for sub in ["data", "config", "cache", ".local/state"] {
-        host_dirs.push(HostDir {
-            path_in_home: app_home_rel.join(sub),
-            chown_to,
-        });
+        host_dirs.push(app_dir(app_home_rel.join(sub)));
     }
     for persist in &permissions.persist {
-        host_dirs.push(HostDir {
-            path_in_home: app_home_rel.join(persist.as_str()),
-            chown_to,
-        });
+        host_dirs.push(app_dir(app_home_rel.join(persist.as_str())));
     }
     for (location, access) in &permissions.filesystems {
         if *access != FsAccess::Create {
@@ -407,10 +408,22 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
             Ok(rel) if !rel.as_os_str().is_empty() => host_dirs.push(HostDir {
                 path_in_home: rel.to_path_buf(),
                 chown_to,
+                chown_existing: false,
             }),
             _ => b.notes.push(format!(
                 "filesystem={location}:create: only directories inside home are created; shared only if it exists"
             )),
+        }
+    }
+    // appbox's state dirs under a writable grant must exist, so that they can be
+    // covered read-only before the app could create them itself.
+    for state in state_dirs {
+        if let Ok(rel) = state.strip_prefix(&facts.home) {
+            host_dirs.push(HostDir {
+                path_in_home: rel.to_path_buf(),
+                chown_to: None,
+                chown_existing: false,
+            });
         }
     }
 
@@ -709,16 +722,28 @@ fn host_path(facts: &HostFacts, location: &FsLocation) -> Option<PathBuf> {
     }
 }
 
-/// Directories appbox itself keeps in home. A writable grant over any of them
-/// would let an app rewrite its own or another app's permissions and launchers
-/// (firejail #7154), so each is covered read-only again.
-const APPBOX_STATE: &[&str] = &[
-    ".config/appbox",
-    ".local/share/appbox",
-    ".local/share/applications",
-];
+/// Where appbox keeps its own state: its config and overrides, its store, the
+/// launchers it exports, and its instance records. An app that could write
+/// there could rewrite its own or another app's permissions (firejail #7154).
+fn appbox_state_dirs(facts: &HostFacts) -> [PathBuf; 4] {
+    let config = facts.config_home();
+    let data = facts.data_home();
+    [
+        config.join("appbox"),
+        data.join("appbox"),
+        data.join("applications"),
+        facts.runtime_dir.join("appbox"),
+    ]
+}
 
-fn filesystem_grants(b: &mut Builder, permissions: &Permissions, app_home: &Path) {
+/// Binds the filesystem grants and persisted directories. Returns appbox's
+/// state dirs that a writable grant covers: they are covered read-only here and
+/// must be created on the host before the launch.
+fn filesystem_grants(
+    b: &mut Builder,
+    permissions: &Permissions,
+    app_home: &Path,
+) -> Result<Vec<PathBuf>, PlanError> {
     let facts = b.facts;
     // (source, dest, access, trust); grants are optional: a missing path is skipped.
     let mut binds: Vec<(PathBuf, PathBuf, BindAccess, SourceTrust)> = Vec::new();
@@ -795,29 +820,84 @@ fn filesystem_grants(b: &mut Builder, permissions: &Permissions, app_home: &Path
         }
     }
 
-    // A persisted directory lives in the app's own data but appears in home.
-    for persist in &permissions.persist {
-        binds.push((
-            app_home.join(persist.as_str()),
-            facts.home.join(persist.as_str()),
-            BindAccess::ReadWrite,
-            SourceTrust::NoSymlinks,
-        ));
+    let state_dirs = appbox_state_dirs(facts);
+    let records = facts.runtime_dir.join("appbox");
+    for (source, _, access, _) in &binds {
+        // Instance records describe every running app: not even readable.
+        if *access != BindAccess::ReadWrite && !source.starts_with(&records) {
+            continue;
+        }
+        if let Some(state) = state_dirs.iter().find(|state| source.starts_with(state)) {
+            let location = permissions
+                .filesystems
+                .keys()
+                .find(|l| host_path(facts, l).is_some_and(|p| p == *source))
+                .map_or_else(|| source.display().to_string(), ToString::to_string);
+            return Err(PlanError::StateGrant {
+                location,
+                path: state.clone(),
+            });
+        }
     }
 
-    for state in APPBOX_STATE {
-        let path = facts.home.join(state);
-        let covered_writable = binds
+    // A writable grant above a state dir: cover the state dir read-only, and pin
+    // every directory between the grant and it with a bind of its own, because a
+    // mount point cannot be renamed away (rename returns EBUSY) while a plain
+    // parent could be, with a fresh state dir made in its place.
+    let mut covered = Vec::new();
+    let mut extra = Vec::new();
+    for state in &state_dirs {
+        let Some(outermost) = binds
             .iter()
-            .any(|(_, dest, access, _)| *access == BindAccess::ReadWrite && path.starts_with(dest));
-        if covered_writable {
-            binds.push((
-                path.clone(),
-                path,
-                BindAccess::ReadOnly,
+            .filter(|(_, dest, access, _)| {
+                *access == BindAccess::ReadWrite && state.starts_with(dest)
+            })
+            .map(|(_, dest, ..)| dest.clone())
+            .min_by_key(|dest| dest.components().count())
+        else {
+            continue;
+        };
+        for pinned in state.ancestors().skip(1) {
+            if pinned == outermost {
+                break;
+            }
+            extra.push((
+                pinned.to_path_buf(),
+                pinned.to_path_buf(),
+                BindAccess::ReadWrite,
                 SourceTrust::NoSymlinks,
             ));
         }
+        extra.push((
+            state.clone(),
+            state.clone(),
+            BindAccess::ReadOnly,
+            SourceTrust::NoSymlinks,
+        ));
+        covered.push(state.clone());
+    }
+    binds.extend(extra);
+
+    // A persisted directory lives in the app's own data but appears in home.
+    // When a grant already shows that place in home, the grant wins.
+    for persist in &permissions.persist {
+        let dest = facts.home.join(persist.as_str());
+        if binds
+            .iter()
+            .any(|(_, granted, ..)| dest.starts_with(granted))
+        {
+            b.notes.push(format!(
+                "persist={}: home is shared there already; nothing to persist",
+                persist.as_str()
+            ));
+            continue;
+        }
+        binds.push((
+            app_home.join(persist.as_str()),
+            dest,
+            BindAccess::ReadWrite,
+            SourceTrust::NoSymlinks,
+        ));
     }
 
     // Parents before children, so a narrower grant is mounted on top of a wider
@@ -828,10 +908,15 @@ fn filesystem_grants(b: &mut Builder, permissions: &Permissions, app_home: &Path
     });
     binds.dedup_by(|later, earlier| later.1 == earlier.1);
     for (source, dest, access, trust) in binds {
-        // Persisted directories are created beforehand, so they must exist.
-        let optional = !source.starts_with(app_home);
+        // Persisted directories and covered state are created beforehand, so
+        // they must exist; grants of missing paths are skipped.
+        let created = covered
+            .iter()
+            .any(|s| s.starts_with(&source) && s.starts_with(&facts.home));
+        let optional = !source.starts_with(app_home) && !created;
         b.bind(source, dest, access, trust, optional);
     }
+    Ok(covered)
 }
 
 fn access_rank(access: BindAccess) -> u8 {
@@ -973,17 +1058,6 @@ fn sockets(b: &mut Builder, permissions: &Permissions) {
             "gnupg/S.gpg-agent",
         );
     }
-}
-
-/// An absolute path with no `.` or `..` components, safe to use as a bind source.
-fn clean_absolute(path: &Path) -> bool {
-    path.is_absolute()
-        && path.components().all(|c| {
-            matches!(
-                c,
-                std::path::Component::RootDir | std::path::Component::Normal(_)
-            )
-        })
 }
 
 /// The path of a `unix:path=...` D-Bus address; abstract addresses have none.

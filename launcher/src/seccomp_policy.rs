@@ -54,6 +54,7 @@ const DENY: &[&str] = &[
     "fsmount",
     "fspick",
     "mount_setattr",
+    "open_tree_attr",
     // Flatpak's non-devel list: profiling and debugging happen from outside.
     "perf_event_open",
     "ptrace",

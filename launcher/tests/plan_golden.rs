@@ -1341,3 +1341,58 @@ fn empty_command_is_refused() {
         Err(PlanError::BadCommand { .. })
     ));
 }
+
+#[test]
+fn writable_grants_of_appbox_state_are_refused() {
+    for grant in [
+        "--filesystem=xdg-config/appbox",
+        "--filesystem=xdg-data/appbox/app:create",
+        "--filesystem=~/.local/share/applications",
+        "--filesystem=xdg-run/appbox",
+        "--filesystem=xdg-run/appbox/instances:ro",
+    ] {
+        let result = plan(&request(&[grant], &[]), &user_facts());
+        assert!(
+            matches!(result, Err(appbox::plan::PlanError::StateGrant { .. })),
+            "{grant}: {result:?}"
+        );
+    }
+    // Reading is allowed.
+    assert!(plan(
+        &request(&["--filesystem=xdg-data/applications:ro"], &[]),
+        &user_facts()
+    )
+    .is_ok());
+}
+
+#[test]
+fn appbox_state_follows_the_xdg_base_dirs() {
+    let mut facts = user_facts();
+    facts
+        .env
+        .insert("XDG_DATA_HOME".into(), "/home/ada/.data".into());
+    let plan = plan(&request(&["--filesystem=home"], &[]), &facts).expect("plan");
+    for (path, access) in [
+        ("/home/ada/.data", BindAccess::ReadWrite),
+        ("/home/ada/.data/appbox", BindAccess::ReadOnly),
+        ("/home/ada/.data/applications", BindAccess::ReadOnly),
+        ("/home/ada/.config", BindAccess::ReadWrite),
+        ("/home/ada/.config/appbox", BindAccess::ReadOnly),
+    ] {
+        assert!(
+            binds(&plan).any(|(_, dest, a, ..)| dest == Path::new(path) && a == access),
+            "{path} should be bound {access:?}"
+        );
+    }
+    assert!(plan
+        .host_dirs
+        .iter()
+        .any(|d| d.path_in_home == Path::new(".data/appbox")));
+}
+
+#[test]
+fn persist_under_a_home_grant_is_left_to_the_grant() {
+    let plan = plan_user(&["--filesystem=home:ro", "--persist=.mozilla"], &[]);
+    assert!(binds(&plan).all(|(_, dest, ..)| dest != Path::new("/home/ada/.mozilla")));
+    assert!(plan.notes.iter().any(|n| n.contains("persist=.mozilla")));
+}

@@ -177,19 +177,21 @@ fn a_symlinked_app_data_dir_is_refused() {
     }
 }
 
-/// A persisted directory whose mount point in home is a symlink planted on the
-/// host: mounting must not follow it.
+/// A grant mounted inside a persisted directory: the mount point lies in the
+/// app's own data, where the app planted a symlink. Mounting must not follow it.
 #[test]
 fn a_mount_point_behind_a_symlink_is_refused() {
     let world = World::new();
     let app = world.probe_app("org.appbox.Probe", &[]);
-    let planted = world.home.join(".mozilla");
+    world.home_dir(".mozilla/plugins");
+    let persisted = world.home_dir(".var/app/org.appbox.Probe/.mozilla");
+    let planted = persisted.join("plugins");
     std::os::unix::fs::symlink("/etc", &planted).unwrap();
     chown(&planted, world.user);
     refused(
         &world,
         &app,
-        &["--filesystem=home:ro", "--persist=.mozilla"],
+        &["--persist=.mozilla", "--filesystem=~/.mozilla/plugins:ro"],
     )
     .says(&["mount point", "symbolic link"]);
 }
@@ -250,4 +252,39 @@ fn bad_command_lines_get_usage_errors() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("complete"));
     let output = world.appbox(["man"]).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).contains(".TH appbox"));
+}
+
+/// A FIFO (or a device) planted where the X authority file should be cannot
+/// hang the launch.
+#[test]
+fn a_planted_fifo_as_xauthority_does_not_hang_the_launch() {
+    let world = World::new();
+    let fifo = world.home.join(".Xauthority");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    chown(&fifo, world.user);
+    let app = world.probe_app("org.appbox.Probe", &["--socket=x11"]);
+    let mut child = world
+        .appbox(["run", "--app-dir", app.to_str().unwrap(), "--", "print=ran"])
+        .env("DISPLAY", ":97")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("the launch hung on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ran"));
+    assert!(
+        stderr.contains("cannot read the X authority file"),
+        "{stderr}"
+    );
 }

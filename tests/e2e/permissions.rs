@@ -153,13 +153,14 @@ fn filesystem_grants_expose_what_they_name_with_their_access() {
     }
 }
 
-/// firejail #7154: even with all of home writable, appbox's own state is not.
+/// firejail #7154: even with all of home writable, appbox's own state is not,
+/// and the directories above it cannot be renamed away and replaced.
 #[test]
 fn a_writable_home_cannot_rewrite_appbox_state() {
     let world = World::new();
-    let config = world.home_dir(".config/appbox");
-    let store = world.home_dir(".local/share/appbox");
-    let launchers = world.home_dir(".local/share/applications");
+    let config = world.home.join(".config/appbox");
+    let store = world.home.join(".local/share/appbox");
+    let launchers = world.home.join(".local/share/applications");
     let app = world.probe_app("org.appbox.Probe", &[]);
     check(
         &world,
@@ -170,8 +171,77 @@ fn a_writable_home_cannot_rewrite_appbox_state() {
             format!("readonly={}", config.display()),
             format!("readonly={}", store.display()),
             format!("readonly={}", launchers.display()),
+            format!("rename-refused={}", world.home.join(".config").display()),
+            format!("rename-refused={}", world.home.join(".local").display()),
+            format!(
+                "rename-refused={}",
+                world.home.join(".local/share").display()
+            ),
+            format!("rename-refused={}", config.display()),
+            format!("writable={}", world.home.join(".config").display()),
         ],
     );
+    // The state dirs were made beforehand, so the app could not make them first.
+    for dir in [&config, &store, &launchers] {
+        assert!(dir.is_dir(), "{} exists", dir.display());
+    }
+}
+
+/// A writable grant of appbox's own state, or of anything inside it, is refused.
+#[test]
+fn writable_grants_of_appbox_state_are_refused() {
+    let world = World::new();
+    let app = world.probe_app("org.appbox.Probe", &[]);
+    for grant in [
+        "--filesystem=xdg-data/applications:create",
+        "--filesystem=xdg-data/appbox/app",
+        "--filesystem=xdg-config/appbox",
+        "--filesystem=~/.local/share/applications",
+        "--filesystem=xdg-run/appbox",
+    ] {
+        let output = world
+            .appbox([
+                "run",
+                "--app-dir",
+                app.to_str().unwrap(),
+                grant,
+                "--",
+                "print=ran",
+            ])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{grant}: {stderr}");
+        assert!(stderr.contains("appbox's own state"), "{grant}: {stderr}");
+    }
+}
+
+/// When root launches, `:create` hands only a directory it made to the app's
+/// uid; a directory of root's that exists already stays root's.
+#[test]
+fn create_never_hands_over_an_existing_directory() {
+    if !appbox_tests::running_as_root() {
+        eprintln!("skipped: needs root to launch as root");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let world = World::as_root();
+    let ssh = world.home.join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    let app = world.probe_app("org.appbox.Probe", &[]);
+    let made = world.home.join("Made");
+    check(
+        &world,
+        &app,
+        &["--filesystem=~/.ssh:create", "--filesystem=~/Made:create"],
+        &[format!("writable={}", made.display())],
+    );
+    assert_eq!(
+        std::fs::metadata(&ssh).unwrap().uid(),
+        0,
+        "~/.ssh stays root's"
+    );
+    assert_eq!(std::fs::metadata(&made).unwrap().uid(), 65534);
 }
 
 #[test]

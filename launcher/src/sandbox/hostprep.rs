@@ -174,8 +174,13 @@ fn prepare_into(
             .path_in_home
             .strip_prefix(base_rel)
             .unwrap_or(&dir.path_in_home);
+        let before = created.len();
         let fd = open_dir_recording(base_fd, &home.join(base_rel), rest, 0o700, true, created)?;
-        if let Some((uid, gid)) = dir.chown_to {
+        // Only what this launch made, or the app's own data, changes hands: an
+        // existing directory of the user's stays the user's.
+        let made_now = created.len() > before && !rest.as_os_str().is_empty();
+        let hand_over = dir.chown_to.filter(|_| made_now || dir.chown_existing);
+        if let Some((uid, gid)) = hand_over {
             nix::unistd::fchownat(
                 fd.as_fd(),
                 "",

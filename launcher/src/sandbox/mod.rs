@@ -208,7 +208,6 @@ impl<'a> AppSetup<'a> {
             .map_err(sys_err("reset the signal mask"))?;
         // A new session: the app has no controlling terminal to push input into.
         nix::unistd::setsid().map_err(sys_err("start a new session"))?;
-        set_parent_death_signal()?;
         nix::sys::stat::umask(self.umask);
         caps::drop_bounding_set().map_err(|e| SandboxError::Setup(chain(&e)))?;
         let (uid, gid) = (plan.ids.app_uid, plan.ids.app_gid);
@@ -219,6 +218,8 @@ impl<'a> AppSetup<'a> {
             nix::unistd::setresuid(uid.into(), uid.into(), uid.into())
                 .map_err(sys_err("change user"))?;
         }
+        // After the ids are final: changing them clears the parent-death signal.
+        set_parent_death_signal()?;
         if nix::unistd::chdir(&plan.cwd).is_err() {
             nix::unistd::chdir("/").map_err(sys_err("enter /"))?;
         }
@@ -377,7 +378,15 @@ fn start(
         return Err(e);
     }
     drop(go);
-    read_report(report_read, pid)?;
+    // While the sandbox sets up, an interrupt ends the launch: the monitor dies
+    // of it, and the sandbox dies with the monitor.
+    let mut forwarded = signals;
+    forwarded.remove(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&forwarded), None)
+        .map_err(sys_err("unblock signals"))?;
+    let reported = read_report(report_read, pid);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None).map_err(sys_err("block signals"))?;
+    reported?;
     Ok(Running { pid, signals })
 }
 

@@ -55,6 +55,9 @@ fn errno(e: nix::errno::Errno) -> io::Error {
     e.into()
 }
 
+/// The largest Xauthority file read; real ones hold a few cookies.
+const XAUTHORITY_MAX: i64 = 64 * 1024;
+
 /// What a mount operation needs from the host, fetched before the new root exists.
 pub enum Source {
     None,
@@ -108,9 +111,28 @@ pub fn open_sources(mounts: &[MountOp], hostname: &str) -> Result<Vec<Source>, M
             } => {
                 // Symlinks are followed (display managers link ~/.Xauthority into
                 // their run dir): only the cookies for one display are copied out.
-                let read = openat2(None, source, libc::O_RDONLY, 0, 0).and_then(|fd| {
+                // It must be a small regular file, so a FIFO or /dev/zero planted
+                // there by an app cannot hang or exhaust the launch.
+                let read = openat2(
+                    None,
+                    source,
+                    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+                    0,
+                    0,
+                )
+                .and_then(|fd| {
+                    let st = nix::sys::stat::fstat(&fd).map_err(io::Error::from)?;
+                    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size > XAUTHORITY_MAX {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "not a regular file of at most 64 KiB",
+                        ));
+                    }
                     let mut bytes = Vec::new();
-                    io::Read::read_to_end(&mut std::fs::File::from(fd), &mut bytes)?;
+                    io::Read::read_to_end(
+                        &mut io::Read::take(std::fs::File::from(fd), XAUTHORITY_MAX as u64),
+                        &mut bytes,
+                    )?;
                     Ok(bytes)
                 });
                 let bytes = read.unwrap_or_else(|e| {

@@ -54,6 +54,8 @@ fn syscall_number(name: &str) -> Option<i64> {
         "fsmount" => libc::SYS_fsmount,
         "fspick" => libc::SYS_fspick,
         "mount_setattr" => libc::SYS_mount_setattr,
+        // Linux 6.15; newer than the libc crate's table.
+        "open_tree_attr" => 467,
         "perf_event_open" => libc::SYS_perf_event_open,
         "ptrace" => libc::SYS_ptrace,
         "bpf" => libc::SYS_bpf,

@@ -62,6 +62,27 @@ pub fn exists(param: &OsStr) -> Outcome {
     }
 }
 
+/// Renaming PATH (to PATH.moved) must fail: it is a mount point or read-only.
+pub fn rename_refused(param: &OsStr) -> Outcome {
+    let path = Path::new(param);
+    let mut moved = param.to_owned();
+    moved.push(".moved");
+    match fs::rename(path, &moved) {
+        Ok(()) => {
+            let _ = fs::rename(&moved, path);
+            Outcome::fail(format!("renamed {} away (and back)", show(path)))
+        }
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
+            Outcome::fail(format!("{} does not exist", show(path)))
+        }
+        Err(err) => Outcome::pass(format!(
+            "rename {}: {}",
+            show(path),
+            errno::describe_io(&err)
+        )),
+    }
+}
+
 fn is_refusal(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),

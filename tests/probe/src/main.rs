@@ -79,6 +79,7 @@ const CHECKS: &[Check] = &[
     // The file system.
     with_param("hidden", fs_checks::hidden),
     with_param("exists", fs_checks::exists),
+    with_param("rename-refused", fs_checks::rename_refused),
     with_param("readonly", fs_checks::readonly),
     with_param("writable", fs_checks::writable),
     with_param("readable", fs_checks::readable),
