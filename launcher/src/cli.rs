@@ -219,6 +219,7 @@ pub fn main() -> i32 {
         Err(error) => {
             let code = match error.downcast_ref::<SandboxError>() {
                 Some(SandboxError::Exec { code, .. }) => *code,
+                Some(SandboxError::Interrupted(signal)) => 128 + signal,
                 _ => 1,
             };
             let mut stderr = std::io::stderr().lock();

@@ -21,7 +21,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use seccompiler::BpfProgram;
@@ -68,6 +70,8 @@ pub enum SandboxError {
     Setup(String),
     #[error("{message}")]
     Exec { message: String, code: i32 },
+    #[error("interrupted by signal {0} while the sandbox was being set up")]
+    Interrupted(i32),
 }
 
 fn sys_err(what: &'static str) -> impl FnOnce(nix::errno::Errno) -> SandboxError {
@@ -290,6 +294,33 @@ fn fail(report: &OwnedFd, error: &SandboxError) -> ! {
 /// Reads what the child side reported before its exec; an empty report means
 /// the app is running.
 fn read_report(report: OwnedFd, pid: Pid) -> Result<(), SandboxError> {
+    // An interrupt while the sandbox sets up ends the launch. The signals stay
+    // blocked and are watched through a signalfd, so one that comes after the
+    // app has started is left pending for the monitor's loop, which forwards it.
+    let mut interrupts = monitor_signals();
+    interrupts.remove(Signal::SIGCHLD);
+    if let Ok(signals) = SignalFd::with_flags(&interrupts, SfdFlags::SFD_CLOEXEC) {
+        let ready = loop {
+            let mut fds = [
+                PollFd::new(report.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            ];
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                _ => break fds.map(|fd| fd.any().unwrap_or(false)),
+            }
+        };
+        if let [false, true] = ready {
+            let signal = signals
+                .read_signal()
+                .ok()
+                .flatten()
+                .map_or(libc::SIGTERM, |info| info.ssi_signo as i32);
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(SandboxError::Interrupted(signal));
+        }
+    }
     let mut text = String::new();
     let mut file = std::fs::File::from(report);
     let _ = file.read_to_string(&mut text);
@@ -378,15 +409,7 @@ fn start(
         return Err(e);
     }
     drop(go);
-    // While the sandbox sets up, an interrupt ends the launch: the monitor dies
-    // of it, and the sandbox dies with the monitor.
-    let mut forwarded = signals;
-    forwarded.remove(Signal::SIGCHLD);
-    sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&forwarded), None)
-        .map_err(sys_err("unblock signals"))?;
-    let reported = read_report(report_read, pid);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None).map_err(sys_err("block signals"))?;
-    reported?;
+    read_report(report_read, pid)?;
     Ok(Running { pid, signals })
 }
 
