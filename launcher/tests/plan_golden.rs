@@ -1396,3 +1396,15 @@ fn persist_under_a_home_grant_is_left_to_the_grant() {
     assert!(binds(&plan).all(|(_, dest, ..)| dest != Path::new("/home/ada/.mozilla")));
     assert!(plan.notes.iter().any(|n| n.contains("persist=.mozilla")));
 }
+
+/// A persisted directory is the app's own data: it never pulls the host's
+/// appbox state into the sandbox.
+#[test]
+fn persist_never_exposes_appbox_state() {
+    let plan = plan_user(&["--persist=.config", "--persist=.local/share"], &[]);
+    assert!(binds(&plan).all(
+        |(source, ..)| !source.starts_with("/home/ada/.config/appbox")
+            && !source.starts_with("/home/ada/.local/share/appbox")
+            && !source.starts_with("/home/ada/.local/share/applications")
+    ));
+}
