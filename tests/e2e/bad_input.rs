@@ -266,7 +266,7 @@ fn a_planted_fifo_as_xauthority_does_not_hang_the_launch() {
     chown(&fifo, world.user);
     let app = world.probe_app("org.appbox.Probe", &["--socket=x11"]);
     let mut child = world
-        .appbox(["run", "--app-dir", app.to_str().unwrap(), "--", "print=ran"])
+        .run_app(&app, &[], &["print=ran"])
         .env("DISPLAY", ":97")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

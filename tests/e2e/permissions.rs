@@ -289,16 +289,16 @@ fn host_environment_does_not_leak() {
     let world = World::new();
     let app = world.probe_app("org.appbox.Probe", &[]);
     let output = world
-        .appbox([
-            "run",
-            "--app-dir",
-            app.to_str().unwrap(),
-            "--",
-            "env-absent=LD_PRELOAD",
-            "env-absent=SECRET_TOKEN",
-            "env-absent=DBUS_SESSION_BUS_ADDRESS",
-            "env=LANG=C.UTF-8",
-        ])
+        .run_app(
+            &app,
+            &[],
+            &[
+                "env-absent=LD_PRELOAD",
+                "env-absent=SECRET_TOKEN",
+                "env-absent=DBUS_SESSION_BUS_ADDRESS",
+                "env=LANG=C.UTF-8",
+            ],
+        )
         .env("LD_PRELOAD", "/tmp/evil.so")
         .env("SECRET_TOKEN", "hunter2")
         .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/0/bus")

@@ -91,14 +91,7 @@ fn stdin_stdout_and_stderr_pass_through() {
     let world = World::new();
     let app = world.probe_app("org.appbox.Probe", &[]);
     let mut child = world
-        .appbox([
-            "run",
-            "--app-dir",
-            app.to_str().unwrap(),
-            "--",
-            "cat",
-            "eprint=to-stderr",
-        ])
+        .run_app(&app, &[], &["cat", "eprint=to-stderr"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -148,15 +141,7 @@ fn a_pty_works_and_tiocsti_is_refused_on_it() {
     }
     let app = world.probe_app("org.appbox.Probe", &[]);
     let mut child = world
-        .appbox([
-            "run",
-            "--app-dir",
-            app.to_str().unwrap(),
-            "--",
-            "isatty",
-            "tiocsti",
-            "tioclinux",
-        ])
+        .run_app(&app, &[], &["isatty", "tiocsti", "tioclinux"])
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave))
@@ -346,17 +331,11 @@ fn arguments_are_literal_and_commands_cannot_be_options() {
     let world = World::new();
     let app = world.probe_app("org.appbox.Probe", &[]);
     let output = world
-        .appbox([
-            "run",
-            "--app-dir",
-            app.to_str().unwrap(),
-            "--",
-            "args",
-            "--bind=/",
-            "$(id)",
-            "; touch /tmp/pwned",
-            "`id`",
-        ])
+        .run_app(
+            &app,
+            &[],
+            &["args", "--bind=/", "$(id)", "; touch /tmp/pwned", "`id`"],
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -250,15 +250,19 @@ impl World {
         }
     }
 
+    /// `appbox run --app-dir APP EXTRA... -- ARGS...` as the world's user.
+    pub fn run_app(&self, app: &Path, extra: &[&str], args: &[&str]) -> Command {
+        let mut all: Vec<&OsStr> = vec!["run".as_ref(), "--app-dir".as_ref(), app.as_os_str()];
+        all.extend(extra.iter().map(OsStr::new));
+        all.push("--".as_ref());
+        all.extend(args.iter().map(OsStr::new));
+        self.appbox(all)
+    }
+
     /// Runs the probe app with `checks` and returns its report.
     pub fn probe(&self, app: &Path, extra: &[&str], checks: &[&str]) -> ProbeReport {
-        let mut args: Vec<String> =
-            vec!["run".into(), "--app-dir".into(), app.display().to_string()];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.push("--".into());
-        args.extend(checks.iter().map(|s| s.to_string()));
         let output = self
-            .appbox(&args)
+            .run_app(app, extra, checks)
             .stdin(Stdio::null())
             .output()
             .expect("run appbox");
