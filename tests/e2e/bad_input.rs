@@ -248,6 +248,17 @@ fn bad_command_lines_get_usage_errors() {
         !world.home.join(".var").exists(),
         "printing the plan runs nothing and creates nothing"
     );
+    for command in [
+        &["--help"][..],
+        &["ps", "--help"],
+        &["kill", "--help"],
+        &["enter", "--help"],
+        &["completions", "--help"],
+    ] {
+        let output = world.appbox(command).output().unwrap();
+        assert!(output.status.success(), "{command:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"));
+    }
     let output = world.appbox(["completions", "bash"]).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stdout).contains("complete"));
     let output = world.appbox(["man"]).output().unwrap();

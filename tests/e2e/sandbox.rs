@@ -62,6 +62,27 @@ fn full_probe(world: &World, extra_checks: &[String]) -> appbox_tests::ProbeRepo
     checks.extend(PROCESS_CHECKS.iter().map(|s| s.to_string()));
     checks.extend(filesystem_checks(world));
     checks.push(format!("writable={}", home.display()));
+    checks.push(format!("env=HOME={}", home.display()));
+    // A minimal /etc and /dev, a private runtime dir, a session of its own.
+    let (user, uid) = if world.user.is_root() {
+        ("nobody".to_owned(), 65534)
+    } else {
+        (appbox_tests::user_name(world.user.uid), world.user.uid)
+    };
+    checks.push(format!("file-contains=/etc/passwd:{user}:x:{uid}:"));
+    checks.push(format!("file-contains=/etc/passwd:{}", home.display()));
+    checks.push("hidden=/etc/shadow".to_owned());
+    for node in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts/ptmx", "ptmx", "shm",
+    ] {
+        checks.push(format!("exists=/dev/{node}"));
+    }
+    for node in ["mem", "kmsg", "vda", "sda", "kvm", "fuse"] {
+        checks.push(format!("hidden=/dev/{node}"));
+    }
+    checks.push("writable=/dev/shm".to_owned());
+    checks.push(format!("writable=/run/user/{uid}"));
+    checks.push("session-leader".to_owned());
     checks.extend(extra_checks.iter().cloned());
     let checks: Vec<&str> = checks.iter().map(String::as_str).collect();
     world.probe(&app, &[], &checks)

@@ -42,6 +42,17 @@ fn lookup_user(name: &str) -> Option<User> {
     })
 }
 
+/// The name of `uid` in /etc/passwd.
+pub fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.len() > 2 && fields[2] == uid.to_string())
+        .map(|fields| fields[0].to_owned())
+        .unwrap_or_else(|| panic!("uid {uid} is not in /etc/passwd"))
+}
+
 /// The unprivileged user the tests run the sandbox as.
 pub fn unprivileged_user() -> User {
     // SAFETY: getuid/getgid cannot fail.

@@ -68,6 +68,7 @@ const CHECKS: &[Check] = &[
     plain("no-ptrace-init", proc_checks::no_ptrace_init),
     with_param("signal-refused", proc_checks::signal_refused),
     with_param("hostname", proc_checks::hostname),
+    plain("session-leader", proc_checks::session_leader),
     with_param("ns-private", proc_checks::ns_private),
     with_param("ns-shared", proc_checks::ns_shared),
     with_param("env-absent", proc_checks::env_absent),

@@ -295,6 +295,14 @@ pub fn ns_shared(param: &OsStr) -> Outcome {
     }
 }
 
+/// The probe leads its own session, so it has no controlling terminal to
+/// push input into.
+pub fn session_leader() -> Outcome {
+    // SAFETY: getsid and getpid take no pointers.
+    let (sid, pid) = unsafe { (libc::getsid(0), libc::getpid()) };
+    Outcome::verdict(sid == pid, format!("session {sid}, pid {pid}"))
+}
+
 /// gethostname must equal NAME.
 pub fn hostname(param: &OsStr) -> Outcome {
     let mut buf = [0u8; 256];
