@@ -290,25 +290,47 @@ pub fn exit_now(code: i32) -> ! {
 /// on it only waits and forwards signals, so the few pages it still needs fault
 /// back in and the rest of the launcher's code stops counting against its RSS.
 pub fn release_startup_memory() {
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms), Some(_offset), Some(_dev), Some(inode)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            continue;
-        };
-        // Only code read from files: never written, so it is reloaded unchanged.
-        if perms != "r-xp" || inode == "0" {
+    for (range, droppable) in clean_file_mappings(&smaps) {
+        if !droppable {
             continue;
         }
-        let Some((start, end)) = range.split_once('-') else {
+        // SAFETY: the range is a private, read-only file mapping of this
+        // process with no anonymous (copied-on-write) pages, so its pages equal
+        // the file's; MADV_DONTNEED only drops the page table entries, and later
+        // accesses fault them back in from the unchanged file.
+        unsafe {
+            libc::madvise(
+                range.start as *mut libc::c_void,
+                range.end - range.start,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+    // SAFETY: malloc_trim only returns unused heap memory to the kernel.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Every mapping in `/proc/self/smaps` format, and whether it is a read-only,
+/// private file mapping without anonymous pages (relocated data is anonymous).
+fn clean_file_mappings(smaps: &str) -> Vec<(std::ops::Range<usize>, bool)> {
+    let mut mappings: Vec<(std::ops::Range<usize>, bool)> = Vec::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(first) = fields.next() else {
+            continue;
+        };
+        if let Some(kb) = line.strip_prefix("Anonymous:") {
+            if kb.trim() != "0 kB" {
+                if let Some(last) = mappings.last_mut() {
+                    last.1 = false;
+                }
+            }
+            continue;
+        }
+        let Some((start, end)) = first.split_once('-') else {
             continue;
         };
         let (Ok(start), Ok(end)) = (
@@ -317,13 +339,13 @@ pub fn release_startup_memory() {
         ) else {
             continue;
         };
-        // SAFETY: the range is a private, read-only, executable file mapping of
-        // this process; MADV_DONTNEED only drops its page table entries, and
-        // later accesses repopulate the pages from the unchanged file.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        let perms = fields.next().unwrap_or("");
+        let inode = fields.nth(2).unwrap_or("0");
+        let readonly_private =
+            perms.starts_with('r') && perms.ends_with('p') && !perms.contains('w');
+        mappings.push((start..end, readonly_private && inode != "0"));
     }
-    // SAFETY: malloc_trim only returns unused heap memory to the kernel.
-    unsafe { libc::malloc_trim(0) };
+    mappings
 }
 
 /// Waits up to `timeout` for one of the blocked `signals`; `None` on timeout or
@@ -339,4 +361,31 @@ pub fn wait_signal_for(
     // SAFETY: the set and timeout outlive the call; no siginfo is requested.
     let ret = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), &timeout) };
     nix::sys::signal::Signal::try_from(ret).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_clean_read_only_file_mappings_are_dropped() {
+        let smaps = "\
+55a000-55b000 r--p 00000000 fe:00 123 /usr/bin/appbox
+Rss:                   4 kB
+Anonymous:             0 kB
+55b000-55c000 r-xp 00001000 fe:00 123 /usr/bin/appbox
+Anonymous:             0 kB
+55c000-55d000 r--p 00002000 fe:00 123 /usr/bin/appbox
+Anonymous:             4 kB
+55d000-55e000 rw-p 00003000 fe:00 123 /usr/bin/appbox
+Anonymous:             4 kB
+7f0000-7f1000 r--p 00000000 00:00 0 
+Anonymous:             0 kB
+";
+        let verdicts: Vec<bool> = clean_file_mappings(smaps)
+            .into_iter()
+            .map(|m| m.1)
+            .collect();
+        assert_eq!(verdicts, [true, true, false, false, false]);
+    }
 }
