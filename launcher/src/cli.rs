@@ -236,7 +236,7 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     let facts = HostFacts::gather()?;
     let store = deploy::store_dir(&facts);
     let mut request = match (&args.app_dir, &args.app) {
-        (Some(dir), _) => deploy::request_for_app_dir(dir)?.0,
+        (Some(dir), _) => deploy::request_for_app_dir(dir)?,
         (None, Some(id)) => {
             let id = AppId::parse(id)?;
             deploy::request_for_installed(&store, &id)?

@@ -46,7 +46,7 @@ fn resolve_current(dir: &Path) -> Result<PathBuf, std::io::Error> {
 }
 
 /// An unpacked app directory.
-pub fn request_for_app_dir(dir: &Path) -> Result<(LaunchRequest, PathBuf), DeployError> {
+pub fn request_for_app_dir(dir: &Path) -> Result<LaunchRequest, DeployError> {
     let dir = std::fs::canonicalize(dir).map_err(|source| DeployError::Resolve {
         path: dir.to_owned(),
         source,
@@ -56,7 +56,7 @@ pub fn request_for_app_dir(dir: &Path) -> Result<(LaunchRequest, PathBuf), Deplo
     if !files.is_dir() {
         return Err(DeployError::NoFiles { path: dir });
     }
-    Ok((request(metadata, files), dir))
+    Ok(request(metadata, files))
 }
 
 /// An installed app, by id.

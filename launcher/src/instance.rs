@@ -103,32 +103,28 @@ impl Registry {
                 source,
             })
         })?;
+        // Each level is opened once, beneath the last, and must be ours alone.
         let uid = nix::unistd::geteuid().as_raw();
-        for rel in ["appbox", "appbox/instances"] {
-            let fd = open_dir_beneath(base.as_fd(), runtime_dir, Path::new(rel), 0o700, true)
+        let mut dir = base;
+        let mut shown = runtime_dir.to_path_buf();
+        for name in ["appbox", "instances"] {
+            dir = open_dir_beneath(dir.as_fd(), &shown, Path::new(name), 0o700, true)
                 .map_err(dir_err)?;
-            let st = nix::sys::stat::fstat(&fd).map_err(|e| {
+            shown.push(name);
+            let st = nix::sys::stat::fstat(&dir).map_err(|e| {
                 dir_err(HostPrepError::Create {
-                    path: runtime_dir.join(rel),
+                    path: shown.clone(),
                     source: e.into(),
                 })
             })?;
             if st.st_uid != uid || st.st_mode & 0o077 != 0 {
                 return Err(InstanceError::NotPrivate {
-                    path: runtime_dir.join(rel),
+                    path: shown,
                     owner: st.st_uid,
                     mode: st.st_mode & 0o7777,
                 });
             }
         }
-        let dir = open_dir_beneath(
-            base.as_fd(),
-            runtime_dir,
-            Path::new("appbox/instances"),
-            0o700,
-            false,
-        )
-        .map_err(dir_err)?;
         Ok(Registry { path, dir })
     }
 
@@ -252,11 +248,7 @@ impl Registry {
 
     /// Finds the one live instance that `query` names: an instance number or an app id.
     pub fn find(&self, query: &str) -> Result<InstanceRecord, InstanceError> {
-        let mut matches: Vec<InstanceRecord> = self
-            .list()
-            .into_iter()
-            .filter(|r| r.instance.to_string() == query || r.app_id == query)
-            .collect();
+        let mut matches = self.find_all(query);
         match matches.len() {
             0 => Err(InstanceError::NotFound(query.to_owned())),
             1 => Ok(matches.remove(0)),

@@ -339,3 +339,40 @@ fn every_namespace_is_private_unless_shared() {
         )
         .assert_all_ok();
 }
+
+/// Without Landlock (an old kernel answers its system calls with ENOSYS), the
+/// launch is refused with a clear message, before anything runs.
+#[test]
+fn a_kernel_without_landlock_is_refused() {
+    use std::os::unix::process::CommandExt;
+    let world = World::new();
+    let app = world.probe_app("org.appbox.Probe", &[]);
+    // Built before the fork: the child only installs it.
+    let filter = seccompiler::SeccompFilter::new(
+        [(libc::SYS_landlock_create_ruleset, vec![])]
+            .into_iter()
+            .collect(),
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
+        seccompiler::TargetArch::x86_64,
+    )
+    .unwrap();
+    let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+    let mut command = world.run_app(&app, &[], &["print=ran"]);
+    // SAFETY: the closure allocates nothing: it hands a prebuilt program to the
+    // kernel (prctl and seccomp) between fork and exec.
+    unsafe {
+        command
+            .pre_exec(move || seccompiler::apply_filter(&program).map_err(std::io::Error::other));
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("ran"), "the app ran without Landlock");
+    assert!(stderr.contains("does not support Landlock"), "{stderr}");
+    assert!(
+        !world.home.join(".var").exists(),
+        "nothing was created on the host"
+    );
+}
