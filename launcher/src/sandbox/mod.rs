@@ -376,7 +376,6 @@ fn start(
         (ns.ipc, libc::CLONE_NEWIPC),
         (ns.uts, libc::CLONE_NEWUTS),
         (ns.cgroup, libc::CLONE_NEWCGROUP),
-        (ns.net, libc::CLONE_NEWNET),
     ] {
         if wanted {
             flags |= flag;
@@ -473,19 +472,26 @@ fn init_setup(
         sys::exit_now(1);
     }
     drop(go);
-    if plan.namespaces.net {
-        net::loopback_up().map_err(|e| SandboxError::Setup(chain(&e)))?;
-    }
+    // The network namespace is made in parallel with the root (see net.rs).
+    let network = if plan.namespaces.net {
+        Some(net::PrivateNetwork::start().map_err(|e| SandboxError::Setup(chain(&e)))?)
+    } else {
+        None
+    };
     if plan.namespaces.uts {
         nix::unistd::sethostname(&plan.hostname).map_err(sys_err("set the hostname"))?;
     }
-    if disabled.contains(&Layer::Mounts) {
-        return Ok(mounts::BuiltRoot::default());
+    let built = if disabled.contains(&Layer::Mounts) {
+        mounts::BuiltRoot::default()
+    } else {
+        let sources = mounts::open_sources(&plan.mounts, &plan.hostname)
+            .map_err(|e| SandboxError::Setup(chain(&e)))?;
+        mounts::build_root(&plan.mounts, sources, (plan.ids.app_uid, plan.ids.app_gid))
+            .map_err(|e| SandboxError::Setup(chain(&e)))?
+    };
+    if let Some(network) = network {
+        network.join().map_err(|e| SandboxError::Setup(chain(&e)))?;
     }
-    let sources = mounts::open_sources(&plan.mounts, &plan.hostname)
-        .map_err(|e| SandboxError::Setup(chain(&e)))?;
-    let built = mounts::build_root(&plan.mounts, sources, (plan.ids.app_uid, plan.ids.app_gid))
-        .map_err(|e| SandboxError::Setup(chain(&e)))?;
     // pid 1 stays dumpable so `appbox enter` can join it through a pidfd (which
     // needs ptrace read access). The app still cannot touch it: pid 1 holds
     // capabilities the app lacks, seccomp refuses ptrace, and Landlock refuses

@@ -239,6 +239,13 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: i32) -> io::Result<()> {
     unit_result(ret)
 }
 
+/// Closes the descriptors `first..=last`.
+pub fn close_range(first: u32, last: u32) -> io::Result<()> {
+    // SAFETY: plain integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    unit_result(ret)
+}
+
 /// Marks every descriptor from `first` on close-on-exec, so nothing but stdio
 /// survives into the app.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
