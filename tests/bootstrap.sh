@@ -7,12 +7,15 @@
 # sudo when packages are missing, or says what to install.
 set -euo pipefail
 
-# Build dependencies, then test and benchmark dependencies. Every one of them
+# Build dependencies (the store links libostree), then test and benchmark
+# dependencies: nginx serves remotes, the validators check exported files. Every one of them
 # exists in Debian 12 (bookworm); checked with `apt-cache policy`, none dropped.
 # ca-certificates lets cargo download crates over HTTPS on a bare image.
 # wayland-utils provides wayland-info; x11-utils provides xdpyinfo and xprop.
 PACKAGES=(
     pkg-config build-essential libc6-dev ca-certificates
+    libglib2.0-dev libostree-dev libssl-dev libzstd-dev ostree
+    nginx-light desktop-file-utils appstream
     bubblewrap xvfb xauth x11-apps x11-utils imagemagick weston wayland-utils
     hyperfine flatpak iproute2 procps util-linux dbus dbus-x11 socat strace python3
 )

@@ -14,6 +14,7 @@ use appbox::instance::{self, InstanceRecord, Registry};
 use appbox::permissions::Change;
 use appbox::plan;
 use appbox::sandbox::{self, Layer, SandboxError};
+use appbox::store::cli::StoreCommand;
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +56,8 @@ Permission options override the app's own permissions for this run only, in the 
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    #[command(flatten)]
+    Store(StoreCommand),
     /// Print a shell completion script
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -152,6 +155,10 @@ struct RunArgs {
     /// environment and command) instead of running the app
     #[arg(long)]
     print_plan: bool,
+    /// For `appbox build`: run a build command with DIR as /run/build (the
+    /// working directory) and a writable /app
+    #[arg(long, value_name = "DIR", hide = true, requires = "app_dir")]
+    build_dir: Option<PathBuf>,
     /// For tests only: switch a protection layer off (mounts, landlock or seccomp)
     #[arg(long, value_name = "LAYER", hide = true)]
     unsafe_disable_layer: Vec<Layer>,
@@ -205,6 +212,7 @@ pub fn main() -> i32 {
         Command::Ps { json } => ps(json).map(|()| 0),
         Command::Kill { target } => kill(&target).map(|()| 0),
         Command::Enter { instance, command } => enter(&instance, command),
+        Command::Store(_) => exec_store(),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "appbox", &mut std::io::stdout());
             Ok(0)
@@ -247,6 +255,12 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     request.overrides = overrides_in_order(matches)?;
     request.command = args.command;
     request.args = args.args;
+    request.build_dir = args
+        .build_dir
+        .map(|dir| {
+            std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
+        })
+        .transpose()?;
 
     let plan = plan::plan(&request, &facts)?;
     for note in &plan.notes {
@@ -280,6 +294,26 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     let code = running.wait();
     drop(guard);
     Ok(code)
+}
+
+/// The store verbs live in `appbox-store`, next to this binary: it links
+/// libostree and GLib, whose loading alone would cost `appbox run` more than a
+/// whole launch. The arguments, already checked, are passed on unchanged.
+fn exec_store() -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let me = std::env::current_exe().context("cannot find the appbox binary")?;
+    let store = me.with_file_name("appbox-store");
+    let error = std::process::Command::new(&store)
+        .arg0("appbox")
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(error).with_context(|| {
+        format!(
+            "cannot run {}, which carries out the store commands; reinstall appbox so that it sits next to {}",
+            store.display(),
+            me.display()
+        )
+    })
 }
 
 fn ps(json: bool) -> Result<()> {

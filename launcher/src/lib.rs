@@ -17,5 +17,6 @@ pub mod permissions;
 pub mod plan;
 pub mod sandbox;
 pub mod seccomp_policy;
+pub mod store;
 pub mod text;
 pub mod xauth;

@@ -41,7 +41,14 @@ pub struct LaunchRequest {
     /// Replaces the metadata's command.
     pub command: Option<String>,
     pub args: Vec<String>,
+    /// Set when the sandbox runs a manifest's build commands: this host
+    /// directory becomes `/run/build`, the working directory, and `/app` is
+    /// writable so the build can install into it.
+    pub build_dir: Option<PathBuf>,
 }
+
+/// Where a build's sources appear inside the build sandbox.
+pub const BUILD_DIR_IN_SANDBOX: &str = "/run/build";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Namespaces {
@@ -377,6 +384,16 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
         false,
     );
 
+    if let Some(build_dir) = &request.build_dir {
+        b.bind(
+            build_dir,
+            BUILD_DIR_IN_SANDBOX,
+            BindAccess::ReadWrite,
+            SourceTrust::NoSymlinks,
+            false,
+        );
+    }
+
     sockets(&mut b, &permissions);
     devices(&mut b, &permissions);
 
@@ -454,7 +471,10 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
         landlock,
         seccomp: SeccompPolicy::default_for_apps(),
         env,
-        cwd: app_home,
+        cwd: match request.build_dir {
+            Some(_) => PathBuf::from(BUILD_DIR_IN_SANDBOX),
+            None => app_home,
+        },
         argv,
         permissions: permissions.to_args(),
         notes,
@@ -531,7 +551,11 @@ fn base_system(
     b.bind(
         &request.app_files,
         "/app",
-        BindAccess::ReadOnly,
+        if request.build_dir.is_some() {
+            BindAccess::ReadWrite
+        } else {
+            BindAccess::ReadOnly
+        },
         SourceTrust::NoSymlinks,
         false,
     );

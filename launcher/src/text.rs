@@ -34,7 +34,7 @@ pub fn check_text(text: &str, allow_newlines: bool) -> Result<(), TextError> {
                 })
             }
             // Bidirectional overrides can make displayed text differ from what applies.
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+            c if is_bidi_control(c) => {
                 return Err(TextError::Control {
                     offset,
                     code: c as u32,
@@ -44,6 +44,27 @@ pub fn check_text(text: &str, allow_newlines: bool) -> Result<(), TextError> {
         }
     }
     Ok(())
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Displays untrusted text as it is, except that control characters and bidi
+/// overrides are shown as escapes: for listings of what a remote or app said.
+pub struct Shown<'a>(pub &'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() || is_bidi_control(c) {
+                write!(f, "{}", c.escape_unicode())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Like [`check_text`] with no newlines, and the text must not be empty.
@@ -93,5 +114,9 @@ mod tests {
     #[test]
     fn escaped_display_shows_controls() {
         assert_eq!(Escaped("a\u{1b}b").to_string(), "\"a\\u{1b}b\"");
+        assert_eq!(
+            Shown("a \u{1b}[2J\u{202e}b").to_string(),
+            "a \\u{1b}[2J\\u{202e}b"
+        );
     }
 }

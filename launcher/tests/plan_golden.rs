@@ -143,6 +143,7 @@ fn request(permissions: &[&str], overrides: &[&str]) -> LaunchRequest {
             .collect(),
         command: None,
         args: Vec::new(),
+        build_dir: None,
     }
 }
 
@@ -234,6 +235,15 @@ fn cases() -> Vec<Case> {
             &["--share=network"],
             &["--unshare=network", "--share=network"],
         ),
+        facts: user_facts(),
+    });
+    let mut build = request(&[], &[]);
+    build.build_dir = Some(PathBuf::from(
+        "/home/ada/.cache/appbox/build/org.example.Golden",
+    ));
+    cases.push(Case {
+        name: "build",
+        request: build,
         facts: user_facts(),
     });
     let mut command = request(&[], &[]);
@@ -541,12 +551,14 @@ fn check_invariants(name: &str, plan: &SandboxPlan, facts: &HostFacts) {
         }
     }
 
-    // The system is read-only.
+    // The system is read-only; only a build writes to /app.
+    let read_only: &[&str] = if name == "build" {
+        &["/usr", "/etc", "/sys"]
+    } else {
+        &["/usr", "/app", "/etc", "/sys"]
+    };
     for (source, dest, access, ..) in binds(plan) {
-        if ["/usr", "/app", "/etc", "/sys"]
-            .iter()
-            .any(|p| dest.starts_with(p))
-        {
+        if read_only.iter().any(|p| dest.starts_with(p)) {
             assert_eq!(
                 access,
                 BindAccess::ReadOnly,

@@ -107,8 +107,18 @@ fn shared_bin_dir() -> &'static Path {
             exe_dir.join("probe/appbox-probe"),
             "build it with tests/run-tests.sh (a static build of appbox-probe)",
         );
+        // `appbox` execs the store binary that sits next to it.
+        let store = artifact(
+            "APPBOX_STORE_BIN",
+            exe_dir.join("debug/appbox-store"),
+            "build it with `cargo build -p appbox` or run tests/run-tests.sh",
+        );
         let dir = make_world_dir("bin");
-        for (source, name) in [(appbox, "appbox"), (probe, "appbox-probe")] {
+        for (source, name) in [
+            (appbox, "appbox"),
+            (store, "appbox-store"),
+            (probe, "appbox-probe"),
+        ] {
             let dest = dir.join(name);
             std::fs::copy(&source, &dest).expect("copy test binary");
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -297,7 +307,7 @@ impl Drop for World {
     }
 }
 
-fn make_readable(dir: &Path) {
+pub fn make_readable(dir: &Path) {
     for entry in walk(dir) {
         let meta = std::fs::symlink_metadata(&entry).unwrap();
         if meta.file_type().is_symlink() {
@@ -428,4 +438,80 @@ pub fn require_programs(paths: &[&str]) {
         "missing {}; run tests/bootstrap.sh to install the test dependencies",
         missing.join(", ")
     );
+}
+
+/// A real nginx serving `root` on a free loopback port, as the world's user,
+/// stopped when dropped.
+pub struct Nginx {
+    child: std::process::Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    pub fn serve(world: &World, root: &Path) -> Nginx {
+        require_programs(&["/usr/sbin/nginx"]);
+        let dir = world.root.join(format!("nginx-{}", unique()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = format!(
+            "daemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nworker_processes 1;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log {dir}/access.log;\n  client_body_temp_path {dir}/body;\n  \
+             proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  \
+             scgi_temp_path {dir}/scgi;\n  types {{ application/octet-stream bin; }}\n  \
+             server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+            dir = dir.display(),
+            root = root.display(),
+        );
+        std::fs::write(dir.join("nginx.conf"), config).unwrap();
+        chown_tree(&dir, world.user);
+        let mut cmd = Command::new("/usr/sbin/nginx");
+        cmd.arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        world.prepare(&mut cmd);
+        let child = cmd.spawn().expect("start nginx");
+        let nginx = Nginx { child, port, dir };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return nginx;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let dir = nginx.dir.clone();
+        drop(nginx);
+        panic!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// The access log, for tests that check what was downloaded.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers before it exits; SIGKILL would
+        // leave them running.
+        // SAFETY: kill with our child's pid and a signal number.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
 }

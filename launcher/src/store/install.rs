@@ -1,0 +1,673 @@
+//! Installing from remotes into `~/.local/share/appbox`:
+//!
+//! ```text
+//! repo/                        bare-user-only OSTree repository
+//! app/ID/<commit>/             a deployment: metadata.toml, files/, export/
+//! app/ID/current -> <commit>   swapped atomically (rename of a new link)
+//! app/ID/origin.json           the remote and ref it came from
+//! runtime/ID/...               the same for runtimes
+//! exports/share/...            .desktop files, icons, metainfo
+//! history.jsonl                one line per change
+//! ```
+//!
+//! Trust: the summary is verified before its refs or catalog are read, the
+//! commit object is pulled alone and verified before any content is fetched,
+//! and libostree checks every object against the verified commit.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::appid::AppId;
+use crate::plan::MountOp;
+use crate::store::build::ref_name;
+use crate::store::catalog::{self, Catalog, CatalogError, Entry, EntryKind};
+use crate::store::export::{rewrite_desktop, ExportError};
+use crate::store::manifest::Kind;
+use crate::store::remotes::{Location, RemoteError, Remotes};
+use crate::store::repo::{parse_summary, Mode, PullProgress, Repo, RepoError, Summary};
+use crate::store::sign::{self, PublicKey, SignError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("the summary of remote {remote} is not signed by a trusted key: {source}")]
+    UntrustedSummary {
+        remote: String,
+        #[source]
+        source: SignError,
+    },
+    #[error(
+        "commit {commit} of {id} from remote {remote} is not signed by a trusted key: {source}"
+    )]
+    UntrustedCommit {
+        id: String,
+        remote: String,
+        commit: String,
+        #[source]
+        source: SignError,
+    },
+    #[error("remote {remote} has no catalog; was it published with `appbox build`?")]
+    NoCatalog { remote: String },
+    #[error("remote {remote} does not offer {id}; `appbox remote-ls {remote}` lists what it has")]
+    NotOffered { remote: String, id: String },
+    #[error("remote {remote} lists {id} but has no ref {ref_name}")]
+    NoRef {
+        remote: String,
+        id: String,
+        ref_name: String,
+    },
+    #[error("remote {0} is an OCI registry; install from it with `appbox install` once OCI remotes are supported")]
+    OciNotSupported(String),
+    #[error("remote {0} is disabled; enable it with `appbox remote-modify --enable {0}`")]
+    Disabled(String),
+    #[error("{0} is not installed; `appbox list` shows what is")]
+    NotInstalled(String),
+    #[error("{id} is still needed by {users}; uninstall them first")]
+    RuntimeInUse { id: String, users: String },
+    #[error(
+        "{id} is running (instance {instance}); close it first, or stop it with `appbox kill {id}`"
+    )]
+    Running { id: String, instance: u64 },
+    #[error("cannot {what} {path}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> InstallError + 'a {
+    move |source| InstallError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Something long-running that a front end can show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Fetching { remote: String },
+    Pulling { id: String, progress: PullProgress },
+    Deployed { id: String, commit: String },
+}
+
+/// A front end's receiver of events; shared with libostree's progress callbacks.
+pub type Events = std::rc::Rc<dyn Fn(Event)>;
+
+/// Where an installed app or runtime came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    pub remote: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+}
+
+/// An installed app or runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Installed {
+    pub id: String,
+    pub kind: EntryKind,
+    pub commit: String,
+    pub origin: Option<Origin>,
+    /// Deployments on disk, the current one included.
+    pub deployments: Vec<String>,
+    pub entry: Entry,
+    pub path: PathBuf,
+}
+
+pub struct Installation {
+    root: PathBuf,
+    remotes_file: PathBuf,
+    /// The `appbox` binary that exported launchers run.
+    appbox: PathBuf,
+    /// `$XDG_RUNTIME_DIR`, where running instances are recorded.
+    runtime_dir: PathBuf,
+}
+
+fn kind_dir(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::App => "app",
+        EntryKind::Runtime => "runtime",
+    }
+}
+
+impl Installation {
+    pub fn new(root: PathBuf, config_dir: &Path, appbox: PathBuf, runtime_dir: PathBuf) -> Self {
+        Installation {
+            root,
+            remotes_file: config_dir.join("remotes.toml"),
+            appbox,
+            runtime_dir,
+        }
+    }
+
+    pub fn remotes_file(&self) -> &Path {
+        &self.remotes_file
+    }
+
+    pub fn remotes(&self) -> Result<Remotes, InstallError> {
+        Ok(Remotes::load(&self.remotes_file)?)
+    }
+
+    pub fn repo(&self) -> Result<Repo, InstallError> {
+        std::fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
+        Ok(Repo::open_or_create(
+            &self.root.join("repo"),
+            Mode::BareUserOnly,
+        )?)
+    }
+
+    /// Fetches and verifies a remote's summary, and reads its catalog.
+    pub fn remote_catalog(
+        &self,
+        remote: &str,
+        events: &Events,
+    ) -> Result<(Catalog, Summary, Vec<PublicKey>), InstallError> {
+        let remotes = self.remotes()?;
+        let config = remotes.get(remote)?;
+        if !config.enabled {
+            return Err(InstallError::Disabled(remote.to_owned()));
+        }
+        let (location, keys) = config.check(remote)?;
+        let url = match location {
+            Location::Ostree(url) => url,
+            Location::Oci(_) => return Err(InstallError::OciNotSupported(remote.to_owned())),
+        };
+        let repo = self.repo()?;
+        repo.sync_remote(remote, &url)?;
+        events(Event::Fetching {
+            remote: remote.to_owned(),
+        });
+        let (summary_bytes, signatures) = repo.fetch_summary(remote)?;
+        if config.verify {
+            sign::verify(&signatures, &summary_bytes, &keys).map_err(|source| {
+                InstallError::UntrustedSummary {
+                    remote: remote.to_owned(),
+                    source,
+                }
+            })?;
+        }
+        let summary = parse_summary(&summary_bytes)?;
+        let json =
+            summary
+                .metadata
+                .get(catalog::SUMMARY_KEY)
+                .ok_or_else(|| InstallError::NoCatalog {
+                    remote: remote.to_owned(),
+                })?;
+        let catalog = Catalog::parse(json)?;
+        Ok((
+            catalog,
+            summary,
+            if config.verify { keys } else { Vec::new() },
+        ))
+    }
+
+    /// Installs `id` from `remote`, and first the runtime it needs when that
+    /// is not installed yet. Returns what was deployed, runtime first.
+    pub fn install(
+        &self,
+        remote: &str,
+        id: &AppId,
+        events: &Events,
+    ) -> Result<Vec<Installed>, InstallError> {
+        let (catalog, summary, keys) = self.remote_catalog(remote, events)?;
+        let entry = catalog
+            .find(id.as_str())
+            .ok_or_else(|| InstallError::NotOffered {
+                remote: remote.to_owned(),
+                id: id.to_string(),
+            })?;
+        let mut done = Vec::new();
+        if entry.runtime != "host"
+            && self
+                .installed_commit(EntryKind::Runtime, &entry.runtime)
+                .is_none()
+        {
+            let runtime = catalog
+                .find(&entry.runtime)
+                .ok_or_else(|| InstallError::NotOffered {
+                    remote: remote.to_owned(),
+                    id: entry.runtime.clone(),
+                })?;
+            done.push(self.pull_and_deploy(remote, runtime, &summary, &keys, events)?);
+        }
+        done.push(self.pull_and_deploy(remote, entry, &summary, &keys, events)?);
+        Ok(done)
+    }
+
+    fn pull_and_deploy(
+        &self,
+        remote: &str,
+        entry: &Entry,
+        summary: &Summary,
+        keys: &[PublicKey],
+        events: &Events,
+    ) -> Result<Installed, InstallError> {
+        let kind = match entry.kind {
+            EntryKind::App => Kind::App,
+            EntryKind::Runtime => Kind::Runtime,
+        };
+        let ref_name = ref_name(kind, &entry.id);
+        let commit = summary
+            .refs
+            .get(&ref_name)
+            .ok_or_else(|| InstallError::NoRef {
+                remote: remote.to_owned(),
+                id: entry.id.clone(),
+                ref_name: ref_name.clone(),
+            })?
+            .clone();
+        let repo = self.repo()?;
+        // The commit and its signatures first: nothing else is fetched for an
+        // unsigned or tampered commit.
+        repo.pull(remote, &ref_name, &commit, true, |_| {})?;
+        if !keys.is_empty() {
+            let signed = repo.commit_bytes(&commit)?;
+            let detached = repo.detached_metadata(&commit)?.unwrap_or_default();
+            if let Err(source) = sign::verify(&detached, &signed, keys) {
+                let _ = repo.set_ref(Some(remote), &ref_name, None);
+                return Err(InstallError::UntrustedCommit {
+                    id: entry.id.clone(),
+                    remote: remote.to_owned(),
+                    commit,
+                    source,
+                });
+            }
+        }
+        let id = entry.id.clone();
+        let report = events.clone();
+        repo.pull(remote, &ref_name, &commit, false, move |progress| {
+            report(Event::Pulling {
+                id: id.clone(),
+                progress,
+            })
+        })?;
+        let installed = self.deploy(
+            &repo,
+            entry.kind,
+            &entry.id,
+            &commit,
+            Some(Origin {
+                remote: remote.to_owned(),
+                ref_name,
+            }),
+        )?;
+        events(Event::Deployed {
+            id: entry.id.clone(),
+            commit,
+        });
+        Ok(installed)
+    }
+
+    fn dir(&self, kind: EntryKind, id: &str) -> PathBuf {
+        self.root.join(kind_dir(kind)).join(id)
+    }
+
+    fn installed_commit(&self, kind: EntryKind, id: &str) -> Option<String> {
+        let link = std::fs::read_link(self.dir(kind, id).join("current")).ok()?;
+        let name = link.to_str()?;
+        is_checksum(name).then(|| name.to_owned())
+    }
+
+    /// Checks `commit` out next to the current deployment and swaps `current`.
+    fn deploy(
+        &self,
+        repo: &Repo,
+        kind: EntryKind,
+        id: &str,
+        commit: &str,
+        origin: Option<Origin>,
+    ) -> Result<Installed, InstallError> {
+        let dir = self.dir(kind, id);
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let target = dir.join(commit);
+        // A local ref keeps the deployment's objects through prunes.
+        repo.set_ref(None, &deploy_ref(kind, id, commit), Some(commit))?;
+        if !target.exists() {
+            let staging = dir.join(format!(".{commit}.staging"));
+            if staging.exists() {
+                std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
+            }
+            repo.checkout(commit, &staging)?;
+            std::fs::rename(&staging, &target).map_err(io("move into place", &target))?;
+        }
+        if let Some(origin) = &origin {
+            let text = serde_json::to_string(origin).unwrap_or_default();
+            write_atomically(&dir.join("origin.json"), text.as_bytes())?;
+        }
+        let previous = self.installed_commit(kind, id);
+        if let Some(previous) = previous.as_deref().filter(|p| *p != commit) {
+            swap_link(&dir.join("previous"), previous)?;
+        }
+        swap_link(&dir.join("current"), commit)?;
+        if kind == EntryKind::App {
+            self.export(id, &target)?;
+        }
+        self.record(&History {
+            time: now(),
+            action: if previous.is_some() {
+                "update"
+            } else {
+                "install"
+            }
+            .to_owned(),
+            id: id.to_owned(),
+            from: previous,
+            to: Some(commit.to_owned()),
+        });
+        self.prune_deployments(repo, kind, id)?;
+        self.info_of(kind, id)
+    }
+
+    /// Copies the deployment's launcher, icon and metainfo to the exports.
+    fn export(&self, id: &str, deployment: &Path) -> Result<(), InstallError> {
+        let app_id = AppId::parse(id).map_err(|e| ExportError::Line {
+            id: id.to_owned(),
+            line: 0,
+            problem: e.to_string(),
+        })?;
+        let source = deployment.join("export/share");
+        let exports = self.root.join("exports/share");
+        let desktop = source.join(format!("applications/{id}.desktop"));
+        if let Ok(text) = std::fs::read_to_string(&desktop) {
+            let text = rewrite_desktop(&text, &app_id, &self.appbox)?;
+            let dir = exports.join("applications");
+            std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+            write_atomically(&dir.join(format!("{id}.desktop")), text.as_bytes())?;
+        }
+        for rel in [
+            format!("icons/hicolor/scalable/apps/{id}.svg"),
+            format!("icons/hicolor/128x128/apps/{id}.png"),
+            format!("metainfo/{id}.metainfo.xml"),
+        ] {
+            let from = source.join(&rel);
+            let meta = match from.symlink_metadata() {
+                Ok(meta) if meta.is_file() => meta,
+                _ => continue,
+            };
+            let _ = meta;
+            let data = std::fs::read(&from).map_err(io("read", &from))?;
+            let to = exports.join(&rel);
+            if let Some(dir) = to.parent() {
+                std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+            }
+            write_atomically(&to, &data)?;
+        }
+        Ok(())
+    }
+
+    fn unexport(&self, id: &str) {
+        let exports = self.root.join("exports/share");
+        for rel in [
+            format!("applications/{id}.desktop"),
+            format!("icons/hicolor/scalable/apps/{id}.svg"),
+            format!("icons/hicolor/128x128/apps/{id}.png"),
+            format!("metainfo/{id}.metainfo.xml"),
+        ] {
+            let _ = std::fs::remove_file(exports.join(rel));
+        }
+    }
+
+    /// Keeps the current deployment and the previous one (for rollback), and
+    /// any that a running instance still uses.
+    fn prune_deployments(
+        &self,
+        repo: &Repo,
+        kind: EntryKind,
+        id: &str,
+    ) -> Result<(), InstallError> {
+        let dir = self.dir(kind, id);
+        let keep = [
+            self.installed_commit(kind, id),
+            self.previous_commit(kind, id),
+        ];
+        let in_use = self.deployments_in_use();
+        for commit in self.deployments(kind, id) {
+            let path = dir.join(&commit);
+            if keep.iter().flatten().any(|k| *k == commit)
+                || in_use.iter().any(|p| p.starts_with(&path))
+            {
+                continue;
+            }
+            std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+            repo.set_ref(None, &deploy_ref(kind, id, &commit), None)?;
+        }
+        Ok(())
+    }
+
+    fn previous_commit(&self, kind: EntryKind, id: &str) -> Option<String> {
+        let link = std::fs::read_link(self.dir(kind, id).join("previous")).ok()?;
+        let name = link.to_str()?;
+        is_checksum(name).then(|| name.to_owned())
+    }
+
+    /// Host paths bound into running sandboxes.
+    fn deployments_in_use(&self) -> Vec<PathBuf> {
+        let Ok(registry) = crate::instance::Registry::open(&self.runtime_dir) else {
+            return Vec::new();
+        };
+        registry
+            .list()
+            .into_iter()
+            .flat_map(|record| record.plan.mounts)
+            .filter_map(|op| match op {
+                MountOp::Bind { source, .. } => Some(source),
+                _ => None,
+            })
+            .filter(|source| source.starts_with(&self.root))
+            .collect()
+    }
+
+    fn deployments(&self, kind: EntryKind, id: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.dir(kind, id)) else {
+            return Vec::new();
+        };
+        let mut found: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| is_checksum(name))
+            .collect();
+        found.sort();
+        found
+    }
+
+    fn info_of(&self, kind: EntryKind, id: &str) -> Result<Installed, InstallError> {
+        let commit = self
+            .installed_commit(kind, id)
+            .ok_or_else(|| InstallError::NotInstalled(id.to_owned()))?;
+        let repo = self.repo()?;
+        let json = repo
+            .commit_string(&commit, catalog::COMMIT_KEY)?
+            .ok_or_else(|| InstallError::NotInstalled(id.to_owned()))?;
+        let dir = self.dir(kind, id);
+        let origin = std::fs::read_to_string(dir.join("origin.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        Ok(Installed {
+            id: id.to_owned(),
+            kind,
+            path: dir.join(&commit),
+            commit,
+            origin,
+            deployments: self.deployments(kind, id),
+            entry: Entry::parse(&json)?,
+        })
+    }
+
+    /// The installed app, or else runtime, called `id`.
+    pub fn info(&self, id: &str) -> Result<Installed, InstallError> {
+        self.info_of(EntryKind::App, id)
+            .or_else(|_| self.info_of(EntryKind::Runtime, id))
+    }
+
+    /// Everything installed, apps first.
+    pub fn list(&self) -> Result<Vec<Installed>, InstallError> {
+        let mut all = Vec::new();
+        for kind in [EntryKind::App, EntryKind::Runtime] {
+            let Ok(entries) = std::fs::read_dir(self.root.join(kind_dir(kind))) else {
+                continue;
+            };
+            let mut ids: Vec<String> = entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| AppId::parse(name).is_ok())
+                .collect();
+            ids.sort();
+            for id in ids {
+                if let Ok(installed) = self.info_of(kind, &id) {
+                    all.push(installed);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// Removes an app or runtime, its exports and, when asked, the app's data.
+    /// A runtime that an installed app needs, and an app that is running, stay.
+    pub fn uninstall(
+        &self,
+        id: &str,
+        delete_data: Option<&Path>,
+    ) -> Result<Installed, InstallError> {
+        let installed = self.info(id)?;
+        if installed.kind == EntryKind::Runtime {
+            let users: Vec<String> = self
+                .list()?
+                .into_iter()
+                .filter(|i| i.kind == EntryKind::App && i.entry.runtime == id)
+                .map(|i| i.id)
+                .collect();
+            if !users.is_empty() {
+                return Err(InstallError::RuntimeInUse {
+                    id: id.to_owned(),
+                    users: users.join(", "),
+                });
+            }
+        }
+        let dir = self.dir(installed.kind, id);
+        if let Ok(registry) = crate::instance::Registry::open(&self.runtime_dir) {
+            if let Some(record) = registry.list().into_iter().find(|r| {
+                r.plan.mounts.iter().any(
+                    |op| matches!(op, MountOp::Bind { source, .. } if source.starts_with(&dir)),
+                )
+            }) {
+                return Err(InstallError::Running {
+                    id: id.to_owned(),
+                    instance: record.instance,
+                });
+            }
+        }
+        let repo = self.repo()?;
+        // `current` goes first, so a crash leaves nothing that looks installed.
+        let current = dir.join("current");
+        std::fs::remove_file(&current).map_err(io("remove", &current))?;
+        self.unexport(id);
+        for commit in self.deployments(installed.kind, id) {
+            repo.set_ref(None, &deploy_ref(installed.kind, id, &commit), None)?;
+        }
+        if let Some(origin) = &installed.origin {
+            let _ = repo.set_ref(Some(&origin.remote), &origin.ref_name, None);
+        }
+        std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+        repo.prune()?;
+        if let Some(home) = delete_data {
+            let data = home.join(".var/app").join(id);
+            match std::fs::remove_dir_all(&data) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("remove", &data)(e)),
+            }
+        }
+        self.record(&History {
+            time: now(),
+            action: "uninstall".to_owned(),
+            id: id.to_owned(),
+            from: Some(installed.commit.clone()),
+            to: None,
+        });
+        Ok(installed)
+    }
+
+    /// Runtimes that no installed app needs.
+    pub fn unused_runtimes(&self) -> Result<Vec<String>, InstallError> {
+        let all = self.list()?;
+        let needed: BTreeSet<&str> = all
+            .iter()
+            .filter(|i| i.kind == EntryKind::App)
+            .map(|i| i.entry.runtime.as_str())
+            .collect();
+        Ok(all
+            .iter()
+            .filter(|i| i.kind == EntryKind::Runtime && !needed.contains(i.id.as_str()))
+            .map(|i| i.id.clone())
+            .collect())
+    }
+
+    fn record(&self, entry: &History) {
+        use std::io::Write;
+        let path = self.root.join("history.jsonl");
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            let _ = writeln!(file, "{}", serde_json::to_string(entry).unwrap_or_default());
+        }
+    }
+}
+
+/// One line of `history.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// Seconds since the epoch.
+    pub time: u64,
+    pub action: String,
+    pub id: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+fn now() -> u64 {
+    std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_secs())
+}
+
+fn deploy_ref(kind: EntryKind, id: &str, commit: &str) -> String {
+    format!("appbox/deployed/{}/{id}/{commit}", kind_dir(kind))
+}
+
+fn is_checksum(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Points the symlink `link` at `target` atomically: a new link is renamed
+/// over the old one, so `current` is never missing or half-written.
+fn swap_link(link: &Path, target: &str) -> Result<(), InstallError> {
+    let staging = link.with_extension(format!("new{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    std::os::unix::fs::symlink(target, &staging).map_err(io("create", &staging))?;
+    std::fs::rename(&staging, link).map_err(|e| {
+        let _ = std::fs::remove_file(&staging);
+        io("replace", link)(e)
+    })
+}
+
+fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), InstallError> {
+    let staging = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&staging, contents).map_err(io("write", &staging))?;
+    std::fs::rename(&staging, path).map_err(|e| {
+        let _ = std::fs::remove_file(&staging);
+        io("replace", path)(e)
+    })
+}
