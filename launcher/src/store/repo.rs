@@ -156,6 +156,11 @@ impl Repo {
         &self.path
     }
 
+    /// libostree's handle, for the store modules that call ostree-ext.
+    pub(crate) fn ostree(&self) -> &ostree::Repo {
+        &self.repo
+    }
+
     fn fail(&self, what: &str) -> impl FnOnce(glib::Error) -> RepoError + '_ {
         let what = what.to_owned();
         move |e| ostree_error(&what, &self.path, e)
