@@ -669,3 +669,79 @@ fn wayland_client_connects_with_socket_wayland() {
         panic!("weston exited ({status}):\n{}", weston.log());
     }
 }
+
+/// The GTK4 notes editor from `manifests/`, with its text to open in /app.
+fn notes_app(world: &World, permissions: &[&str]) -> PathBuf {
+    let app = host_app(
+        world,
+        "org.appbox.Notes",
+        "/app/bin/appbox-notes",
+        permissions,
+    );
+    let bin = app.join("files/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(appbox_tests::notes_binary(), bin.join("appbox-notes")).unwrap();
+    world.write(
+        &app.join("files/share/welcome.txt"),
+        "Hello from a file inside the sandbox.\n",
+    );
+    appbox_tests::make_readable(&app);
+    app
+}
+
+#[test]
+fn the_notes_editor_opens_a_file_in_the_sandbox() {
+    let world = World::new();
+    let mut x = Xvfb::start(&world);
+    let app = notes_app(
+        &world,
+        &[
+            "--socket=x11",
+            "--share=ipc",
+            "--env=GSK_RENDERER=cairo",
+            "--env=GTK_A11Y=none",
+        ],
+    );
+    let env = x.env();
+    let mut notes = Spawned::start(
+        "appbox run (notes)".to_owned(),
+        app_command(
+            &world,
+            &app,
+            &["--", "/app/share/welcome.txt"],
+            &env_refs(&env),
+        ),
+        world.root.join("notes.log"),
+    );
+    let window = poll(TIMEOUT, || {
+        if notes.try_wait().is_some() {
+            return Some(false);
+        }
+        window_tree(&world, &x)
+            .contains("welcome.txt — Notes")
+            .then_some(true)
+    });
+    assert_eq!(
+        window,
+        Some(true),
+        "no notes window titled after the file appeared; appbox said:\n{}\nwindows:\n{}",
+        notes.log(),
+        window_tree(&world, &x)
+    );
+    let png = artifacts_dir().join("display-x11-notes.png");
+    let drawn = poll(TIMEOUT, || {
+        std::fs::write(&png, screenshot(&world, &x)).unwrap();
+        (image_facts(&png).2 > 2).then_some(())
+    });
+    assert!(
+        drawn.is_some(),
+        "the notes window drew nothing: {}",
+        png.display()
+    );
+    x.assert_running();
+    notes.signal(libc::SIGTERM);
+    notes
+        .wait(TIMEOUT)
+        .unwrap_or_else(|| panic!("appbox did not exit after SIGTERM:\n{}", notes.log()));
+    eprintln!("screenshot: {}", png.display());
+}

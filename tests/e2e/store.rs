@@ -52,6 +52,13 @@ struct Published {
 fn publish(world: &World, ids: &[&str]) -> Published {
     let source = world.root.join("manifests");
     copy_dir(&manifests_dir(), &source);
+    if ids.contains(&"org.appbox.Notes") {
+        // As tests/run-sample.sh does: the notes editor is compiled by cargo
+        // and handed to its manifest as a prebuilt file.
+        let prebuilt = source.join("org.appbox.Notes/prebuilt");
+        std::fs::create_dir_all(&prebuilt).unwrap();
+        std::fs::copy(appbox_tests::notes_binary(), prebuilt.join("appbox-notes")).unwrap();
+    }
     make_readable(&source);
     chown_tree(&source, world.user);
     let keys = world.root.join("keys");
@@ -88,6 +95,9 @@ fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
+        if entry.file_name() == "prebuilt" {
+            continue; // a staged binary of the developer's; tests stage their own
+        }
         if entry.file_type().unwrap().is_dir() {
             copy_dir(&entry.path(), &target);
         } else {
@@ -103,7 +113,10 @@ fn store_dir(world: &World) -> PathBuf {
 #[test]
 fn publish_install_run_and_uninstall_over_http() {
     let world = World::new();
-    let published = publish(&world, &["org.appbox.Wc", "org.appbox.Fetch"]);
+    let published = publish(
+        &world,
+        &["org.appbox.Platform", "org.appbox.Wc", "org.appbox.Fetch"],
+    );
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     let url = nginx.url("repo");
 
@@ -197,7 +210,7 @@ fn publish_install_run_and_uninstall_over_http() {
 #[test]
 fn untrusted_remotes_and_commits_are_refused() {
     let world = World::new();
-    let published = publish(&world, &["org.appbox.Wc"]);
+    let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     let url = nginx.url("repo");
     let remotes_file = world.home.join(".config/appbox/remotes.toml");
@@ -238,11 +251,18 @@ fn untrusted_remotes_and_commits_are_refused() {
             published.public_key.to_str().unwrap(),
         ],
     );
-    let commitmeta: Vec<PathBuf> = appbox_tests::walk(&published.repo.join("objects"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "commitmeta"))
-        .collect();
-    assert_eq!(commitmeta.len(), 1, "{commitmeta:?}");
+    let commit = std::fs::read_to_string(
+        published
+            .repo
+            .join("refs/heads/app/org.appbox.Wc/x86_64/stable"),
+    )
+    .unwrap();
+    let commit = commit.trim();
+    let commitmeta = [published.repo.join(format!(
+        "objects/{}/{}.commitmeta",
+        &commit[..2],
+        &commit[2..]
+    ))];
     let mut bytes = std::fs::read(&commitmeta[0]).unwrap();
     let last = bytes.len() - 20;
     bytes[last] ^= 0xff;
@@ -250,10 +270,24 @@ fn untrusted_remotes_and_commits_are_refused() {
     let error = fails(&world, &["install", "test", "org.appbox.Wc"]);
     assert!(error.contains("is not signed by a trusted key"), "{error}");
     assert!(!store_dir(&world).join("app/org.appbox.Wc").exists());
+    // The runtime, signed correctly, was pulled first; after the damaged
+    // commit was fetched, nothing of its tree was.
+    let log = nginx.access_log();
+    let commit_request = format!("{}.commit ", &commit[2..]);
     assert!(
-        !nginx.access_log().contains(".filez"),
-        "no file content was fetched for an unverified commit:\n{}",
-        nginx.access_log()
+        log.contains(&commit_request),
+        "the commit was fetched:\n{log}"
+    );
+    let after: Vec<&str> = log
+        .lines()
+        .skip_while(|line| !line.contains(&commit_request))
+        .skip(1)
+        .collect();
+    assert!(
+        after
+            .iter()
+            .all(|line| !line.contains(".filez") && !line.contains(".dirtree")),
+        "no content of an unverified commit was fetched:\n{log}"
     );
 
     // --no-verify is an explicit choice, and then the damaged signature is not checked.
@@ -287,4 +321,453 @@ fn only_the_store_binary_links_libostree() {
     );
     let store = needed(world.appbox_path().with_file_name("appbox-store"));
     assert!(store.contains("libostree"), "{store}");
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(output)))
+}
+
+fn current_commit(world: &World, id: &str) -> String {
+    let link = std::fs::read_link(store_dir(world).join("app").join(id).join("current")).unwrap();
+    link.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn updates_show_new_permissions_and_roll_back() {
+    let world = World::new();
+    let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
+    let nginx = Nginx::serve(&world, &world.root.join("srv"));
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "test",
+            &nginx.url("repo"),
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    let first = current_commit(&world, "org.appbox.Wc");
+    ok(&world, &["update"]); // nothing new: a no-op
+    assert_eq!(current_commit(&world, "org.appbox.Wc"), first);
+
+    // Version 1.1.0 changes one file and asks for the network.
+    let manifest = world.root.join("manifests/org.appbox.Wc.toml");
+    let text_before = std::fs::read_to_string(&manifest).unwrap();
+    let changed = text_before
+        .replace("version = \"1.0.0\"", "version = \"1.1.0\"")
+        .replace("permissions = []", "permissions = [\"--share=network\"]");
+    assert_ne!(changed, text_before);
+    std::fs::write(&manifest, changed).unwrap();
+    let source = world.root.join("manifests/org.appbox.Wc/src/wc.c");
+    let mut code = std::fs::read_to_string(&source).unwrap();
+    code.push_str("\n/* 1.1.0 */\n");
+    std::fs::write(&source, code).unwrap();
+    let built = ok(
+        &world,
+        &[
+            "build",
+            manifest.to_str().unwrap(),
+            "--repo",
+            published.repo.to_str().unwrap(),
+            "--sign-key",
+            published.secret_key.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(json(&built)["static-delta"], true, "{}", text(&built));
+
+    // Without --yes (and no terminal to ask on), the new permission stops the update.
+    let output = world
+        .appbox(["update"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{}", text(&output));
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains("new permission: --share=network"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--yes"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(current_commit(&world, "org.appbox.Wc"), first);
+
+    let updated = ok(&world, &["update", "--yes"]);
+    assert!(String::from_utf8_lossy(&updated.stdout).contains("Updated org.appbox.Wc to 1.1.0"));
+    let second = current_commit(&world, "org.appbox.Wc");
+    assert_ne!(second, first);
+    assert!(
+        nginx.access_log().contains("/repo/deltas/"),
+        "the update used the static delta:\n{}",
+        nginx.access_log()
+    );
+    let info = json(&ok(&world, &["info", "org.appbox.Wc", "--json"]));
+    assert_eq!(info["entry"]["permissions"][0], "--share=network");
+
+    // Rollback returns to the first deployment, which was kept.
+    ok(&world, &["rollback", "org.appbox.Wc"]);
+    assert_eq!(current_commit(&world, "org.appbox.Wc"), first);
+    let history = json(&ok(&world, &["history", "--json"]));
+    let actions: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["id"] == "org.appbox.Wc")
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["install", "update", "rollback"]);
+
+    let found = ok(&world, &["search", "COUNT"]);
+    assert!(
+        String::from_utf8_lossy(&found.stdout).contains("org.appbox.Wc"),
+        "{}",
+        text(&found)
+    );
+    let none = ok(&world, &["search", "no-such-word"]);
+    assert!(String::from_utf8_lossy(&none.stdout).contains("No matches"));
+}
+
+/// Bytes on disk under `dir`: once per inode, and once per path.
+fn disk_use(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut unique, mut per_path) = (0, 0);
+    for path in appbox_tests::walk(dir) {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let bytes = meta.blocks() * 512;
+        per_path += bytes;
+        if seen.insert((meta.dev(), meta.ino())) {
+            unique += bytes;
+        }
+    }
+    (unique, per_path)
+}
+
+#[test]
+fn three_apps_share_one_runtime_on_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let world = World::new();
+    let apps = ["org.appbox.Hello", "org.appbox.Wc", "org.appbox.Fetch"];
+    let mut all = vec!["org.appbox.Platform"];
+    all.extend(apps);
+    let published = publish(&world, &all);
+    let nginx = Nginx::serve(&world, &world.root.join("srv"));
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "test",
+            &nginx.url("repo"),
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+    // The first app pulls the runtime; the others find it installed.
+    let first = ok(&world, &["install", "test", apps[0]]);
+    assert!(String::from_utf8_lossy(&first.stdout).contains("Installed org.appbox.Platform"));
+    for app in &apps[1..] {
+        let output = ok(&world, &["install", "test", app]);
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("org.appbox.Platform"));
+    }
+    let hello = ok(&world, &["run", "org.appbox.Hello"]);
+    assert!(String::from_utf8_lossy(&hello.stdout).contains("Hello from inside the appbox sandbox"));
+
+    let store = store_dir(&world);
+    let runtime = store.join("runtime/org.appbox.Platform/current/files");
+    let libc = runtime.join("lib/x86_64-linux-gnu/libc.so.6");
+    assert!(
+        std::fs::metadata(&libc).unwrap().nlink() >= 2,
+        "the runtime's files are hardlinks to the repository's objects"
+    );
+    let (runtime_bytes, _) = disk_use(&store.join("runtime"));
+    let (apps_bytes, _) = disk_use(&store.join("app"));
+    let (unique, per_path) = disk_use(&store);
+    // Three apps each bundling the runtime, plus the repository's own copy.
+    let bundled = 3 * runtime_bytes + apps_bytes + runtime_bytes;
+    eprintln!(
+        "disk use of 3 apps on one runtime: {} kB on disk ({} kB counting every hardlink); \
+         runtime {} kB, the 3 apps {} kB; bundling the runtime into each app would take {} kB",
+        unique / 1024,
+        per_path / 1024,
+        runtime_bytes / 1024,
+        apps_bytes / 1024,
+        bundled / 1024
+    );
+    assert!(
+        unique * 10 < per_path * 6,
+        "hardlinks share the objects: {unique} vs {per_path}"
+    );
+    assert!(
+        unique * 2 < bundled,
+        "sharing beats bundling: {unique} vs {bundled}"
+    );
+}
+
+#[test]
+fn bundles_carry_their_signature() {
+    let world = World::new();
+    let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
+    let bundle = world.root.join("srv/wc.bundle");
+    let written = ok(
+        &world,
+        &[
+            "build-bundle",
+            published.repo.to_str().unwrap(),
+            "org.appbox.Wc",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&written.stdout).contains("org.appbox.Wc"));
+    let nginx = Nginx::serve(&world, &world.root.join("srv"));
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "test",
+            &nginx.url("repo"),
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+    // The bundle's runtime comes from the remote.
+    ok(&world, &["install", "test", "org.appbox.Platform"]);
+
+    // Checked against some other key: refused, nothing deployed.
+    let other = world.root.join("keys/other");
+    ok(&world, &["repo", "keygen", other.to_str().unwrap()]);
+    let error = fails(
+        &world,
+        &[
+            "install",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--sign-pubkey",
+            &format!("{}.pub", other.display()),
+        ],
+    );
+    assert!(error.contains("not signed by a trusted key"), "{error}");
+    assert!(!store_dir(&world).join("app/org.appbox.Wc").exists());
+
+    // A damaged bundle: refused.
+    let damaged = world.root.join("srv/damaged.bundle");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&damaged, bytes).unwrap();
+    fails(&world, &["install", "--bundle", damaged.to_str().unwrap()]);
+    assert!(!store_dir(&world).join("app/org.appbox.Wc/current").exists());
+
+    // Checked against the keys of the configured remotes: installed, and it runs.
+    ok(&world, &["install", "--bundle", bundle.to_str().unwrap()]);
+    let output = world
+        .appbox(["run", "org.appbox.Wc", "--", "-l", "/app/bin/wc-tool"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+}
+
+fn rebuild(world: &World, published: &Published, id: &str) {
+    let manifest = world.root.join(format!("manifests/{id}.toml"));
+    ok(
+        world,
+        &[
+            "build",
+            manifest.to_str().unwrap(),
+            "--repo",
+            published.repo.to_str().unwrap(),
+            "--sign-key",
+            published.secret_key.to_str().unwrap(),
+        ],
+    );
+}
+
+#[test]
+fn a_running_instance_keeps_its_deployment_and_uninstall_cleans_up() {
+    let world = World::new();
+    let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
+    let nginx = Nginx::serve(&world, &world.root.join("srv"));
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "test",
+            &nginx.url("repo"),
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    let first = current_commit(&world, "org.appbox.Wc");
+    let app_dir = store_dir(&world).join("app/org.appbox.Wc");
+
+    // The app waits on its stdin, running from the first deployment.
+    let mut running = world
+        .appbox(["run", "org.appbox.Wc"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if String::from_utf8_lossy(&ok(&world, &["ps"]).stdout).contains("org.appbox.Wc") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Two updates: the first deployment is neither current nor previous now,
+    // but the running instance still uses it.
+    for _ in 0..2 {
+        rebuild(&world, &published, "org.appbox.Wc");
+        ok(&world, &["update", "--yes"]);
+    }
+    assert_ne!(current_commit(&world, "org.appbox.Wc"), first);
+    assert!(
+        app_dir.join(&first).is_dir(),
+        "the running instance's deployment is kept"
+    );
+    let error = fails(&world, &["uninstall", "org.appbox.Wc"]);
+    assert!(error.contains("is running"), "{error}");
+
+    running
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"still here\n")
+        .unwrap();
+    let output = running.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains('2'),
+        "{}",
+        text(&output)
+    );
+
+    // The next update prunes it.
+    rebuild(&world, &published, "org.appbox.Wc");
+    ok(&world, &["update", "--yes"]);
+    assert!(
+        !app_dir.join(&first).exists(),
+        "an unused old deployment is removed"
+    );
+    let deployments = std::fs::read_dir(&app_dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().len() == 64)
+        .count();
+    assert_eq!(deployments, 2, "current and previous are kept");
+
+    // The app's data goes only when asked; the runtime only when unused.
+    let data = world.home.join(".var/app/org.appbox.Wc");
+    assert!(data.is_dir());
+    let error = fails(&world, &["uninstall", "org.appbox.Platform"]);
+    assert!(error.contains("still needed by org.appbox.Wc"), "{error}");
+    ok(&world, &["uninstall", "org.appbox.Wc", "--delete-data"]);
+    assert!(!data.exists());
+    let unused = ok(&world, &["uninstall", "--unused"]);
+    assert!(String::from_utf8_lossy(&unused.stdout).contains("Uninstalled org.appbox.Platform"));
+    assert!(!store_dir(&world)
+        .join("runtime/org.appbox.Platform")
+        .exists());
+    let list = json(&ok(&world, &["list", "--json"]));
+    assert_eq!(list, serde_json::json!([]));
+    // Uninstalling pruned the repository: no file objects are left.
+    let left: Vec<PathBuf> = appbox_tests::walk(&store_dir(&world).join("repo/objects"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "file"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn every_sample_app_installs_with_valid_exports() {
+    let world = World::new();
+    let apps = [
+        "org.appbox.Hello",
+        "org.appbox.Wc",
+        "org.appbox.Fetch",
+        "org.appbox.Notes",
+    ];
+    let mut all = vec!["org.appbox.Platform"];
+    all.extend(apps);
+    let published = publish(&world, &all);
+    let url = format!("file://{}", published.repo.display());
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "samples",
+            &url,
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+    let catalog = json(&ok(&world, &["remote-ls", "samples", "--json"]));
+    let entries = catalog.as_array().unwrap();
+    assert_eq!(entries.len(), all.len(), "{catalog:#}");
+    for entry in entries {
+        let id = entry["id"].as_str().unwrap();
+        if entry["kind"] == "app" {
+            assert!(
+                entry["icon"]["data"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+                "{id} has an icon"
+            );
+        }
+        assert!(entry["installed-size"].as_u64().unwrap() > 0, "{id}");
+        assert!(
+            entry["published"]["download-size"].as_u64().unwrap() > 0,
+            "{id}"
+        );
+    }
+    let notes = entries
+        .iter()
+        .find(|e| e["id"] == "org.appbox.Notes")
+        .unwrap();
+    assert_eq!(notes["permissions"][0], "--socket=wayland", "{notes:#}");
+    for app in apps {
+        ok(&world, &["install", "samples", app]);
+        let exports = store_dir(&world).join("exports/share");
+        let desktop = exports.join(format!("applications/{app}.desktop"));
+        let metainfo = exports.join(format!("metainfo/{app}.metainfo.xml"));
+        let icon = exports.join(format!("icons/hicolor/scalable/apps/{app}.svg"));
+        assert!(icon.is_file(), "{}", icon.display());
+        for (tool, args) in [
+            ("desktop-file-validate", vec![desktop.as_os_str()]),
+            (
+                "appstreamcli",
+                vec![
+                    "validate".as_ref(),
+                    "--no-net".as_ref(),
+                    metainfo.as_os_str(),
+                ],
+            ),
+        ] {
+            let output = std::process::Command::new(tool)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{tool} on {app}: {}",
+                text(&output)
+            );
+        }
+    }
+    let fetch = world
+        .appbox(["run", "org.appbox.Fetch"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        fetch.status.code(),
+        Some(2),
+        "Fetch without a URL is a usage error: {}",
+        text(&fetch)
+    );
 }

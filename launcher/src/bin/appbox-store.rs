@@ -13,7 +13,7 @@ use appbox::hostfacts::HostFacts;
 use appbox::store::build::{self, BuildRequest};
 use appbox::store::catalog::EntryKind;
 use appbox::store::cli::{BuildArgs, RepoCommand, StoreCommand};
-use appbox::store::install::{Event, Events, Installation, Installed};
+use appbox::store::install::{Event, Events, Installation, Installed, UpdatePlan};
 use appbox::store::remotes::Remote;
 use appbox::store::sign::{PublicKey, SecretKey};
 use appbox::text::Shown;
@@ -45,13 +45,31 @@ fn main() {
             disable,
         } => remote_modify(&name, url, sign_pubkey.as_deref(), enable, disable),
         StoreCommand::RemoteDelete { name } => remote_delete(&name),
-        StoreCommand::Install { remote, id, json } => install(&remote, &id, json),
+        StoreCommand::Install {
+            remote,
+            id,
+            bundle,
+            sign_pubkey,
+            no_verify,
+            json,
+        } => match (bundle, remote, id) {
+            (Some(file), _, _) => install_bundle(&file, sign_pubkey.as_deref(), no_verify, json),
+            (None, Some(remote), Some(id)) => install(&remote, &id, json),
+            _ => Err(anyhow::anyhow!(
+                "name a remote and an app id, or pass --bundle FILE"
+            )),
+        },
+        StoreCommand::BuildBundle { repo, id, file } => build_bundle(&repo, &id, &file),
         StoreCommand::Uninstall {
             id,
             delete_data,
             unused,
         } => uninstall(id.as_deref(), delete_data, unused),
         StoreCommand::List { json } => list(json),
+        StoreCommand::Update { ids, yes, json } => update(&ids, yes, json),
+        StoreCommand::Rollback { id } => rollback(&id),
+        StoreCommand::History { json } => history(json),
+        StoreCommand::Search { word, json } => search(&word, json),
         StoreCommand::Info { id, json } => info(&id, json),
     };
     if let Err(error) = result {
@@ -376,5 +394,238 @@ fn info(id: &str, json: bool) -> Result<()> {
             installed.deployments.len()
         );
     }
+    Ok(())
+}
+
+fn update(ids: &[String], yes: bool, json: bool) -> Result<()> {
+    let (installation, _) = installation()?;
+    let events = progress_printer(json);
+    let (plans, failed) = installation.plan_updates(ids, &events)?;
+    for (id, error) in &failed {
+        eprintln!("appbox: warning: cannot check {id} for updates: {error}");
+    }
+    if plans.is_empty() {
+        if !json {
+            println!("Nothing to update.");
+        } else {
+            println!("[]");
+        }
+        return Ok(());
+    }
+    let mut done = Vec::new();
+    let mut refused = Vec::new();
+    for plan in &plans {
+        if !json {
+            print_plan(plan);
+        }
+        let accepted = yes || plan.added_permissions.is_empty() || (!json && confirm()?);
+        if !accepted {
+            refused.push(plan.id.clone());
+            continue;
+        }
+        done.push(installation.apply_update(plan, &events)?);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "updated": done,
+                "needs-confirmation": refused,
+            }))?
+        );
+    } else {
+        for installed in &done {
+            println!(
+                "Updated {} to {}",
+                installed.id,
+                Shown(&installed.entry.version)
+            );
+        }
+    }
+    if !refused.is_empty() {
+        anyhow::bail!(
+            "not updated, because they ask for new permissions: {}; run `appbox update --yes {}` to accept them",
+            refused.join(", "),
+            refused.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn print_plan(plan: &UpdatePlan) {
+    println!(
+        "{}: {} -> {} ({} -> {})",
+        plan.id,
+        Shown(&plan.from_version),
+        Shown(&plan.to_version),
+        &plan.from[..12],
+        &plan.to[..12]
+    );
+    for permission in &plan.added_permissions {
+        println!("  new permission: {}", Shown(permission));
+    }
+    for permission in &plan.removed_permissions {
+        println!("  dropped permission: {}", Shown(permission));
+    }
+}
+
+/// Asks on the terminal; anything but yes, or no terminal, is a no.
+fn confirm() -> Result<bool> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    print!("Allow the new permissions? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+fn rollback(id: &str) -> Result<()> {
+    let (installation, _) = installation()?;
+    let installed = installation.rollback(id)?;
+    println!(
+        "Rolled {} back to {} ({})",
+        installed.id,
+        Shown(&installed.entry.version),
+        &installed.commit[..12]
+    );
+    Ok(())
+}
+
+fn history(json: bool) -> Result<()> {
+    let (installation, _) = installation()?;
+    let entries = installation.history();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    println!("{:<20} {:<10} {:<28} Change", "Time (UTC)", "Action", "Id");
+    let short = |c: &Option<String>| {
+        c.as_deref()
+            .map_or("-".to_owned(), |c| c.chars().take(12).collect())
+    };
+    for e in &entries {
+        println!(
+            "{:<20} {:<10} {:<28} {} -> {}",
+            utc(e.time),
+            Shown(&e.action),
+            Shown(&e.id),
+            short(&e.from),
+            short(&e.to)
+        );
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch as YYYY-MM-DD HH:MM:SS (UTC), without a date crate.
+fn utc(seconds: u64) -> String {
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn search(word: &str, json: bool) -> Result<()> {
+    let (installation, _) = installation()?;
+    let (found, failed) = installation.search(word, &progress_printer(true))?;
+    for (remote, error) in &failed {
+        eprintln!("appbox: warning: cannot search remote {remote}: {error}");
+    }
+    if json {
+        let rows: Vec<serde_json::Value> = found
+            .iter()
+            .map(|(remote, entry)| serde_json::json!({ "remote": remote, "entry": entry }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    if found.is_empty() {
+        println!("No matches for {}", Shown(word));
+        return Ok(());
+    }
+    println!(
+        "{:<28} {:<10} {:<12} Name - Summary",
+        "Id", "Version", "Remote"
+    );
+    for (remote, e) in &found {
+        println!(
+            "{:<28} {:<10} {:<12} {} - {}",
+            e.id,
+            Shown(&e.version),
+            remote,
+            Shown(&e.name),
+            Shown(&e.summary)
+        );
+    }
+    Ok(())
+}
+
+fn install_bundle(
+    file: &std::path::Path,
+    key: Option<&std::path::Path>,
+    no_verify: bool,
+    json: bool,
+) -> Result<()> {
+    let (installation, _) = installation()?;
+    let trusted = match (key, no_verify) {
+        (_, true) => None,
+        (Some(path), false) => Some(PublicKey::load_all(path)?),
+        (None, false) => {
+            let keys = installation.remote_keys()?;
+            if keys.is_empty() {
+                anyhow::bail!(
+                    "no key to check the bundle with: pass --sign-pubkey FILE, add the publisher's remote, or pass --no-verify"
+                );
+            }
+            Some(keys)
+        }
+    };
+    if trusted.is_none() {
+        eprintln!(
+            "appbox: warning: installing {} without checking its signature",
+            file.display()
+        );
+    }
+    let installed =
+        installation.install_bundle(file, trusted.as_deref(), &progress_printer(json))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&installed)?);
+    } else {
+        println!(
+            "Installed {} {} from {}",
+            installed.id,
+            Shown(&installed.entry.version),
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+fn build_bundle(repo: &std::path::Path, id: &str, file: &std::path::Path) -> Result<()> {
+    let repo = appbox::store::repo::Repo::open(repo)?;
+    let bundle = appbox::store::bundle::write_bundle(&repo, id, file)?;
+    println!(
+        "Wrote {} ({} {}, commit {})",
+        file.display(),
+        bundle.entry.id,
+        Shown(&bundle.entry.version),
+        &bundle.commit[..12]
+    );
     Ok(())
 }

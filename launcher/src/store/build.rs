@@ -162,7 +162,7 @@ fn build_in(
         chown_tree(&files, ROOT_SANDBOX_ID)?;
         chown_tree(&build_dir, ROOT_SANDBOX_ID)?;
     }
-    let runtime_usr = match &manifest.runtime {
+    let runtime_usr = match &manifest.sdk {
         Runtime::Host => PathBuf::from("/usr"),
         Runtime::Installed(runtime) => {
             let files = request
@@ -299,8 +299,8 @@ pub fn publish_summary(repo: &Repo, key: Option<&SecretKey>) -> Result<Catalog, 
     Ok(catalog)
 }
 
-/// The app's `metadata.toml`: during the build, the build's permissions
-/// (network only when a source asks); afterwards, the app's own.
+/// The app's `metadata.toml`: during the build, the build's runtime (the sdk)
+/// and permissions (network only when a source asks); afterwards, the app's own.
 fn write_metadata(tree: &Path, manifest: &Manifest, for_build: bool) -> Result<(), BuildError> {
     let permissions: Vec<String> = if for_build {
         if manifest.build_network {
@@ -320,7 +320,12 @@ fn write_metadata(tree: &Path, manifest: &Manifest, for_build: bool) -> Result<(
         .clone()
         .unwrap_or_else(|| "true".to_owned());
     table.insert("command".into(), command.into());
-    table.insert("runtime".into(), manifest.runtime.to_string().into());
+    let runtime = if for_build {
+        &manifest.sdk
+    } else {
+        &manifest.runtime
+    };
+    table.insert("runtime".into(), runtime.to_string().into());
     table.insert(
         "permissions".into(),
         toml::Value::Array(permissions.into_iter().map(toml::Value::from).collect()),

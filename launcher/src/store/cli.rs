@@ -59,12 +59,68 @@ with /app writable and without network unless a source asks for it. The reposito
     /// Remove a remote
     #[command(name = "remote-delete")]
     RemoteDelete { name: String },
-    /// Install an app, and the runtime it needs, from a remote
+    /// Install an app, and the runtime it needs, from a remote (or from a bundle file)
+    #[command(
+        after_help = "A bundle must be signed by the key given with --sign-pubkey or, without it, \
+by the key of one of your remotes; --no-verify installs it unchecked."
+    )]
     Install {
         /// The remote to install from
-        remote: String,
+        #[arg(required_unless_present = "bundle")]
+        remote: Option<String>,
         /// The app (or runtime) id
+        #[arg(required_unless_present = "bundle")]
+        id: Option<String>,
+        /// Install this bundle file (from `appbox build-bundle`) instead
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["remote", "id"])]
+        bundle: Option<PathBuf>,
+        /// For a bundle: trust the ed25519 public key in FILE
+        #[arg(long, value_name = "FILE", requires = "bundle")]
+        sign_pubkey: Option<PathBuf>,
+        /// For a bundle: install it without checking its signature (not recommended)
+        #[arg(long, requires = "bundle", conflicts_with = "sign_pubkey")]
+        no_verify: bool,
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an app or runtime from a repository as a single-file bundle
+    #[command(name = "build-bundle")]
+    BuildBundle {
+        /// The OSTree repository (from `appbox build`)
+        repo: PathBuf,
+        /// The app or runtime id
         id: String,
+        /// The bundle file to write
+        file: PathBuf,
+    },
+    /// Update installed apps and runtimes, or the ones named
+    #[command(
+        after_help = "An update that asks for new permissions shows them and goes ahead only with \
+--yes or a yes at the prompt."
+    )]
+    Update {
+        /// Apps or runtimes to update (all when none is named)
+        ids: Vec<String>,
+        /// Accept new permissions without asking
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print JSON for scripts (new permissions then need --yes)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go back to the previous deployment of an app or runtime
+    Rollback { id: String },
+    /// Show what was installed, updated, rolled back and removed
+    History {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the catalogs of all remotes
+    Search {
+        /// A word to look for in ids, names, summaries and descriptions
+        word: String,
         /// Print JSON for scripts
         #[arg(long)]
         json: bool,

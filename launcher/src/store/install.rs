@@ -14,7 +14,7 @@
 //! commit object is pulled alone and verified before any content is fetched,
 //! and libostree checks every object against the verified commit.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::appid::AppId;
 use crate::plan::MountOp;
 use crate::store::build::ref_name;
+use crate::store::bundle;
 use crate::store::catalog::{self, Catalog, CatalogError, Entry, EntryKind};
 use crate::store::export::{rewrite_desktop, ExportError};
 use crate::store::manifest::Kind;
@@ -71,6 +72,26 @@ pub enum InstallError {
     Disabled(String),
     #[error("{0} is not installed; `appbox list` shows what is")]
     NotInstalled(String),
+    #[error("{0} is already installed; `appbox update {0}` updates it")]
+    AlreadyInstalled(String),
+    #[error("{0} was not installed from a remote, so there is nothing to update it from")]
+    NoOrigin(String),
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
+    #[error("the bundle {file} is not signed by a trusted key: {source}")]
+    UntrustedBundle {
+        file: PathBuf,
+        #[source]
+        source: SignError,
+    },
+    #[error("{id} needs the runtime {runtime}; install it from a remote first (`appbox install REMOTE {runtime}`)")]
+    BundleRuntime { id: String, runtime: String },
+    #[error("cannot reach remote {remote}: {message}")]
+    Unreachable { remote: String, message: String },
+    #[error("{0} has no previous deployment to roll back to")]
+    NoPrevious(String),
+    #[error("remote {remote} changed while {id} was being updated; run `appbox update` again")]
+    Moved { remote: String, id: String },
     #[error("{id} is still needed by {users}; uninstall them first")]
     RuntimeInUse { id: String, users: String },
     #[error(
@@ -101,6 +122,12 @@ pub enum Event {
     Pulling { id: String, progress: PullProgress },
     Deployed { id: String, commit: String },
 }
+
+/// An app, runtime or remote that an operation over many had to skip, and why.
+pub type Skipped = (String, InstallError);
+
+/// A catalog entry and the remote that offers it.
+pub type Found = (String, Entry);
 
 /// A front end's receiver of events; shared with libostree's progress callbacks.
 pub type Events = std::rc::Rc<dyn Fn(Event)>;
@@ -231,6 +258,9 @@ impl Installation {
                 remote: remote.to_owned(),
                 id: id.to_string(),
             })?;
+        if self.installed_commit(entry.kind, &entry.id).is_some() {
+            return Err(InstallError::AlreadyInstalled(entry.id.clone()));
+        }
         let mut done = Vec::new();
         if entry.runtime != "host"
             && self
@@ -311,6 +341,215 @@ impl Installation {
             commit,
         });
         Ok(installed)
+    }
+
+    /// Installs a bundle file. Its commit must be signed by one of `trusted`
+    /// (an explicit key, or the keys of the configured remotes), unless
+    /// `trusted` is `None` (`--no-verify`). The runtime must already be installed.
+    pub fn install_bundle(
+        &self,
+        file: &Path,
+        trusted: Option<&[PublicKey]>,
+        events: &Events,
+    ) -> Result<Installed, InstallError> {
+        let repo = self.repo()?;
+        let bundle = bundle::import_bundle(&repo, file)?;
+        let entry = &bundle.entry;
+        if let Some(keys) = trusted {
+            let signed = repo.commit_bytes(&bundle.commit)?;
+            let detached = repo.detached_metadata(&bundle.commit)?.unwrap_or_default();
+            sign::verify(&detached, &signed, keys).map_err(|source| {
+                InstallError::UntrustedBundle {
+                    file: file.to_owned(),
+                    source,
+                }
+            })?;
+        }
+        if self.installed_commit(entry.kind, &entry.id).is_some() {
+            return Err(InstallError::AlreadyInstalled(entry.id.clone()));
+        }
+        if entry.runtime != "host"
+            && self
+                .installed_commit(EntryKind::Runtime, &entry.runtime)
+                .is_none()
+        {
+            return Err(InstallError::BundleRuntime {
+                id: entry.id.clone(),
+                runtime: entry.runtime.clone(),
+            });
+        }
+        let installed = self.deploy(&repo, entry.kind, &entry.id, &bundle.commit, None)?;
+        events(Event::Deployed {
+            id: entry.id.clone(),
+            commit: bundle.commit,
+        });
+        Ok(installed)
+    }
+
+    /// The public keys of every remote that verifies signatures.
+    pub fn remote_keys(&self) -> Result<Vec<PublicKey>, InstallError> {
+        let mut keys = Vec::new();
+        for (name, remote) in &self.remotes()?.remotes {
+            if remote.verify {
+                keys.extend(remote.check(name)?.1);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// What `appbox update` would change: every installed app or runtime (or
+    /// the ones named) whose remote now offers another commit. Remotes that
+    /// cannot be reached are reported with the ids they hold, and skipped.
+    pub fn plan_updates(
+        &self,
+        ids: &[String],
+        events: &Events,
+    ) -> Result<(Vec<UpdatePlan>, Vec<Skipped>), InstallError> {
+        let installed: Vec<Installed> = match ids {
+            [] => self.list()?,
+            ids => ids
+                .iter()
+                .map(|id| self.info(id))
+                .collect::<Result<_, _>>()?,
+        };
+        let mut plans = Vec::new();
+        let mut failed = Vec::new();
+        let mut catalogs: BTreeMap<String, Result<(Catalog, Summary), String>> = BTreeMap::new();
+        for item in installed {
+            let Some(origin) = &item.origin else {
+                if !ids.is_empty() {
+                    failed.push((item.id.clone(), InstallError::NoOrigin(item.id.clone())));
+                }
+                continue;
+            };
+            let fetched = catalogs.entry(origin.remote.clone()).or_insert_with(|| {
+                self.remote_catalog(&origin.remote, events)
+                    .map(|(catalog, summary, _)| (catalog, summary))
+                    .map_err(|e| e.to_string())
+            });
+            let (catalog, summary) = match fetched {
+                Ok(fetched) => fetched,
+                Err(message) => {
+                    failed.push((
+                        item.id.clone(),
+                        InstallError::Unreachable {
+                            remote: origin.remote.clone(),
+                            message: message.clone(),
+                        },
+                    ));
+                    continue;
+                }
+            };
+            let (Some(to), Some(entry)) =
+                (summary.refs.get(&origin.ref_name), catalog.find(&item.id))
+            else {
+                continue;
+            };
+            if *to == item.commit {
+                continue;
+            }
+            let (added, removed) = permission_changes(&item.entry.permissions, &entry.permissions);
+            plans.push(UpdatePlan {
+                id: item.id.clone(),
+                kind: item.kind,
+                remote: origin.remote.clone(),
+                from: item.commit.clone(),
+                to: to.clone(),
+                from_version: item.entry.version.clone(),
+                to_version: entry.version.clone(),
+                added_permissions: added,
+                removed_permissions: removed,
+            });
+        }
+        Ok((plans, failed))
+    }
+
+    /// Carries out one planned update: exactly the commit the plan showed,
+    /// verified like an install, deployed next to the current one.
+    pub fn apply_update(
+        &self,
+        plan: &UpdatePlan,
+        events: &Events,
+    ) -> Result<Installed, InstallError> {
+        let (catalog, summary, keys) = self.remote_catalog(&plan.remote, events)?;
+        let entry = catalog
+            .find(&plan.id)
+            .ok_or_else(|| InstallError::NotOffered {
+                remote: plan.remote.clone(),
+                id: plan.id.clone(),
+            })?;
+        let kind = match plan.kind {
+            EntryKind::App => Kind::App,
+            EntryKind::Runtime => Kind::Runtime,
+        };
+        if summary.refs.get(&ref_name(kind, &plan.id)) != Some(&plan.to) {
+            return Err(InstallError::Moved {
+                remote: plan.remote.clone(),
+                id: plan.id.clone(),
+            });
+        }
+        self.pull_and_deploy(&plan.remote, entry, &summary, &keys, events)
+    }
+
+    /// Makes the previous deployment current again (and the current one previous).
+    pub fn rollback(&self, id: &str) -> Result<Installed, InstallError> {
+        let installed = self.info(id)?;
+        let kind = installed.kind;
+        let previous = self
+            .previous_commit(kind, id)
+            .filter(|p| self.dir(kind, id).join(p).is_dir())
+            .ok_or_else(|| InstallError::NoPrevious(id.to_owned()))?;
+        let dir = self.dir(kind, id);
+        swap_link(&dir.join("previous"), &installed.commit)?;
+        swap_link(&dir.join("current"), &previous)?;
+        if kind == EntryKind::App {
+            self.export(id, &dir.join(&previous))?;
+        }
+        self.record(&History {
+            time: now(),
+            action: "rollback".to_owned(),
+            id: id.to_owned(),
+            from: Some(installed.commit),
+            to: Some(previous),
+        });
+        self.info_of(kind, id)
+    }
+
+    /// Every change recorded, oldest first.
+    pub fn history(&self) -> Vec<History> {
+        std::fs::read_to_string(self.root.join("history.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Catalog entries of every enabled remote that mention `word` in their
+    /// id, name, summary or description (ignoring case).
+    pub fn search(
+        &self,
+        word: &str,
+        events: &Events,
+    ) -> Result<(Vec<Found>, Vec<Skipped>), InstallError> {
+        let word = word.to_lowercase();
+        let mut found = Vec::new();
+        let mut failed = Vec::new();
+        for (name, remote) in &self.remotes()?.remotes {
+            if !remote.enabled {
+                continue;
+            }
+            match self.remote_catalog(name, events) {
+                Ok((catalog, _, _)) => found.extend(
+                    catalog
+                        .entries
+                        .into_iter()
+                        .filter(|e| entry_matches(e, &word))
+                        .map(|e| (name.clone(), e)),
+                ),
+                Err(e) => failed.push((name.clone(), e)),
+            }
+        }
+        Ok((found, failed))
     }
 
     fn dir(&self, kind: EntryKind, id: &str) -> PathBuf {
@@ -628,6 +867,35 @@ impl Installation {
     }
 }
 
+/// An update `appbox update` offers, with what it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UpdatePlan {
+    pub id: String,
+    pub kind: EntryKind,
+    pub remote: String,
+    pub from: String,
+    pub to: String,
+    pub from_version: String,
+    pub to_version: String,
+    /// Permissions the new version asks for that the installed one did not.
+    pub added_permissions: Vec<String>,
+    pub removed_permissions: Vec<String>,
+}
+
+/// The permissions `new` adds to and removes from `old`.
+pub fn permission_changes(old: &[String], new: &[String]) -> (Vec<String>, Vec<String>) {
+    let added = new.iter().filter(|p| !old.contains(p)).cloned().collect();
+    let removed = old.iter().filter(|p| !new.contains(p)).cloned().collect();
+    (added, removed)
+}
+
+fn entry_matches(entry: &Entry, lowercase_word: &str) -> bool {
+    [&entry.id, &entry.name, &entry.summary, &entry.description]
+        .iter()
+        .any(|field| field.to_lowercase().contains(lowercase_word))
+}
+
 /// One line of `history.jsonl`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
@@ -664,10 +932,42 @@ fn swap_link(link: &Path, target: &str) -> Result<(), InstallError> {
 }
 
 fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), InstallError> {
-    let staging = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&staging, contents).map_err(io("write", &staging))?;
-    std::fs::rename(&staging, path).map_err(|e| {
-        let _ = std::fs::remove_file(&staging);
-        io("replace", path)(e)
-    })
+    super::write_atomically(path, contents).map_err(io("write", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn permission_changes_name_what_was_added_and_removed() {
+        let (added, removed) = permission_changes(
+            &strings(&["--share=network", "--socket=x11"]),
+            &strings(&["--socket=x11", "--filesystem=home", "--device=all"]),
+        );
+        assert_eq!(added, strings(&["--filesystem=home", "--device=all"]));
+        assert_eq!(removed, strings(&["--share=network"]));
+        let (added, removed) =
+            permission_changes(&strings(&["--socket=x11"]), &strings(&["--socket=x11"]));
+        assert!(added.is_empty() && removed.is_empty());
+    }
+
+    #[test]
+    fn only_hex_checksums_name_deployments() {
+        assert!(is_checksum(&"ab".repeat(32)));
+        for bad in [
+            "",
+            "current",
+            "previous",
+            &"AB".repeat(32),
+            &"ab".repeat(31),
+            "../x",
+        ] {
+            assert!(!is_checksum(bad), "{bad:?}");
+        }
+    }
 }

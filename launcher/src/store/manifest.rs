@@ -85,8 +85,11 @@ pub struct Manifest {
     pub license: String,
     /// Required for apps, refused for runtimes.
     pub command: Option<String>,
-    /// What the build runs on and, for apps, what they run on.
+    /// For apps, what they run on; for runtimes, what their build runs on.
     pub runtime: Runtime,
+    /// What the build commands run on: the app's `sdk` when it names one (a
+    /// runtime with compilers, such as `host`), else `runtime`.
+    pub sdk: Runtime,
     /// Refused for runtimes.
     pub permissions: Vec<Change>,
     /// Required for apps: a `.svg` or `.png` file.
@@ -149,6 +152,7 @@ struct RawManifest {
     license: String,
     command: Option<String>,
     runtime: String,
+    sdk: Option<String>,
     permissions: Option<Vec<String>>,
     icon: Option<String>,
     desktop_file: Option<String>,
@@ -291,6 +295,25 @@ impl Checker<'_> {
         if runtime == Runtime::Installed(id.clone()) {
             return Err(self.err("runtime", "must not be the manifest's own id"));
         }
+        let sdk = match (kind, raw.sdk.as_deref()) {
+            (_, None) => runtime.clone(),
+            (Kind::Runtime, Some(_)) => {
+                return Err(self.err(
+                    "sdk",
+                    "is not allowed: a runtime's build runs on its `runtime`",
+                ))
+            }
+            (Kind::App, Some(sdk)) => {
+                self.line("sdk", sdk)?;
+                match sdk {
+                    "host" => Runtime::Host,
+                    other => Runtime::Installed(
+                        AppId::parse(other)
+                            .map_err(|e| self.err("sdk", format!("is invalid: {e}")))?,
+                    ),
+                }
+            }
+        };
 
         let permissions = match (kind, raw.permissions) {
             (_, None) => Vec::new(),
@@ -381,6 +404,7 @@ impl Checker<'_> {
             license: raw.license,
             command,
             runtime,
+            sdk,
             permissions,
             icon,
             desktop_file,

@@ -202,12 +202,7 @@ impl Remotes {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
         let text = toml::to_string(self).unwrap_or_default();
-        let staging = path.with_extension(format!("toml.tmp{}", std::process::id()));
-        std::fs::write(&staging, text).map_err(fail)?;
-        std::fs::rename(&staging, path).map_err(|e| {
-            let _ = std::fs::remove_file(&staging);
-            fail(e)
-        })
+        super::write_atomically(path, text.as_bytes()).map_err(fail)
     }
 
     pub fn get(&self, name: &str) -> Result<&Remote, RemoteError> {

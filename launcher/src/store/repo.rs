@@ -341,7 +341,8 @@ impl Repo {
 
     /// Replaces `summary.sig` atomically.
     pub fn write_summary_signatures(&self, vardict: &[u8]) -> Result<(), RepoError> {
-        write_atomically(&self.path.join("summary.sig"), vardict)
+        let path = self.path.join("summary.sig");
+        super::write_atomically(&path, vardict).map_err(|source| RepoError::Write { path, source })
     }
 
     /// A static delta from `from` to `to`, so an update downloads one file.
@@ -369,16 +370,7 @@ impl Repo {
         options.insert_value("gpg-verify", &false.to_variant());
         options.insert_value("gpg-verify-summary", &false.to_variant());
         options.insert_value("sign-verify", &false.to_variant());
-        self.repo
-            .remote_change(
-                None::<&ostree_ext::gio::File>,
-                ostree::RepoRemoteChange::DeleteIfExists,
-                name,
-                None,
-                None,
-                NO_CANCEL,
-            )
-            .map_err(self.fail("remove the old remote"))?;
+        self.delete_remote(name)?;
         self.repo
             .remote_add(name, Some(url), Some(&options.end()), NO_CANCEL)
             .map_err(self.fail(&format!("add the remote {name}")))
@@ -399,6 +391,22 @@ impl Repo {
 
     /// The remote's `summary` and `summary.sig` (empty when it has none).
     pub fn fetch_summary(&self, remote: &str) -> Result<(Vec<u8>, Vec<u8>), RepoError> {
+        // libostree revalidates its cached copy with If-Modified-Since and the
+        // ETag, which a summary rewritten within the same second (same size,
+        // same mtime) passes; a stale catalog would hide an update. Summaries
+        // are small, so always fetch them afresh.
+        let cache = self.path.join("tmp/cache/summaries");
+        for name in [remote.to_owned(), format!("{remote}.sig")] {
+            match std::fs::remove_file(cache.join(&name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(RepoError::Write {
+                        path: cache.join(name),
+                        source: e,
+                    })
+                }
+                _ => {}
+            }
+        }
         let (summary, signatures) = self
             .repo
             .remote_fetch_summary(remote, NO_CANCEL)
@@ -477,19 +485,6 @@ impl Repo {
             .map_err(self.fail("prune unused objects"))?;
         Ok(freed)
     }
-}
-
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), RepoError> {
-    let fail = |source| RepoError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let staging = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&staging, contents).map_err(fail)?;
-    std::fs::rename(&staging, path).map_err(|e| {
-        let _ = std::fs::remove_file(&staging);
-        fail(e)
-    })
 }
 
 fn ostree_error(what: &str, repo: &Path, error: glib::Error) -> RepoError {

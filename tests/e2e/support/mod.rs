@@ -127,6 +127,15 @@ fn shared_bin_dir() -> &'static Path {
     })
 }
 
+/// The GTK4 notes editor from `manifests/org.appbox.Notes`, as cargo built it.
+pub fn notes_binary() -> PathBuf {
+    artifact(
+        "APPBOX_NOTES_BIN",
+        target_dir().join("debug/appbox-notes"),
+        "build it with `cargo build -p appbox-notes` or run tests/run-tests.sh",
+    )
+}
+
 fn make_world_dir(tag: &str) -> PathBuf {
     let base = std::env::temp_dir().join(format!(
         "appbox-e2e-{}-{tag}-{}",
