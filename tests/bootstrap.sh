@@ -9,7 +9,8 @@ set -euo pipefail
 
 # Build dependencies (the store links libostree; the notes sample is GTK4),
 # then test and benchmark
-# dependencies: nginx serves remotes, the validators check exported files. Every one of them
+# dependencies: nginx and docker-registry serve remotes, the validators check
+# exported files. Every one of them
 # exists in Debian 12 (bookworm); checked with `apt-cache policy`, none dropped.
 # ca-certificates lets cargo download crates over HTTPS on a bare image.
 # wayland-utils provides wayland-info; x11-utils provides xdpyinfo and xprop.
@@ -17,7 +18,7 @@ PACKAGES=(
     pkg-config build-essential libc6-dev ca-certificates
     libglib2.0-dev libostree-dev libssl-dev libzstd-dev ostree
     libgtk-4-dev libadwaita-1-dev
-    nginx-light desktop-file-utils appstream
+    nginx-light docker-registry skopeo desktop-file-utils appstream
     bubblewrap xvfb xauth x11-apps x11-utils imagemagick weston wayland-utils
     hyperfine flatpak iproute2 procps util-linux dbus dbus-x11 socat strace python3
 )

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use appbox_tests::{chown_tree, make_readable, Nginx, World};
+use appbox_tests::{chown_tree, make_readable, Nginx, Registry, World};
 
 fn manifests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
@@ -769,5 +769,338 @@ fn every_sample_app_installs_with_valid_exports() {
         Some(2),
         "Fetch without a URL is a usage error: {}",
         text(&fetch)
+    );
+}
+
+#[test]
+fn downgrades_and_damaged_objects_are_refused() {
+    let world = World::new();
+    let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
+    // What the server held at version 1, kept by an attacker to replay later.
+    let old_state = world.root.join("old-repo");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&published.repo)
+        .arg(&old_state)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    // Commit timestamps have a resolution of one second.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    rebuild(&world, &published, "org.appbox.Wc");
+    let nginx = Nginx::serve(&world, &world.root.join("srv"));
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "test",
+            &nginx.url("repo"),
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    let newest = current_commit(&world, "org.appbox.Wc");
+
+    // The old, validly signed state is served again: the update is refused.
+    std::fs::rename(&published.repo, world.root.join("new-repo")).unwrap();
+    std::fs::rename(&old_state, &published.repo).unwrap();
+    let output = world
+        .appbox(["update", "--yes"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("older than the installed one"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(current_commit(&world, "org.appbox.Wc"), newest);
+
+    // A bit flipped in a file object on the server: libostree's checksums catch it.
+    ok(&world, &["uninstall", "org.appbox.Wc"]);
+    let objects: Vec<PathBuf> = appbox_tests::walk(&published.repo.join("objects"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "filez"))
+        .collect();
+    for object in &objects {
+        let mut bytes = std::fs::read(object).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(object, bytes).unwrap();
+    }
+    let error = fails(&world, &["install", "test", "org.appbox.Wc"]);
+    assert!(
+        error.to_lowercase().contains("corrupt") || error.contains("checksum"),
+        "a damaged object gives a clear error: {error}"
+    );
+    assert!(!store_dir(&world).join("app/org.appbox.Wc/current").exists());
+}
+
+#[test]
+fn an_oci_registry_is_a_remote() {
+    let world = World::new();
+    let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
+    let registry = Registry::start(&world);
+    let push = |id: &str| {
+        let image = format!("{}/apps/{}:stable", registry.host(), id.to_lowercase());
+        let pushed = ok(
+            &world,
+            &[
+                "build-export",
+                published.repo.to_str().unwrap(),
+                id,
+                "--oci",
+                &image,
+                "--insecure",
+            ],
+        );
+        assert!(
+            String::from_utf8_lossy(&pushed.stdout).contains("sha256:"),
+            "{}",
+            text(&pushed)
+        );
+        image
+    };
+    push("org.appbox.Platform");
+    let image = push("org.appbox.Wc");
+    // skopeo sees an ordinary image, labelled with the ostree commit.
+    let inspect = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ])
+        .env("HOME", &world.home)
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", text(&inspect));
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("ostree.commit"));
+
+    let url = format!("oci+http://{}/apps", registry.host());
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "registry",
+            &url,
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+    let error = fails(&world, &["remote-ls", "registry"]);
+    assert!(error.contains("has no catalog"), "{error}");
+    let installed = ok(&world, &["install", "registry", "org.appbox.Wc"]);
+    let said = String::from_utf8_lossy(&installed.stdout);
+    assert!(
+        said.contains("Installed org.appbox.Platform") && said.contains("Installed org.appbox.Wc"),
+        "{said}"
+    );
+    let first = current_commit(&world, "org.appbox.Wc");
+    let output = world
+        .appbox(["run", "org.appbox.Wc", "--", "-c", "/app/bin/wc-tool"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+
+    // A new commit pushed to the registry is an update.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    rebuild(&world, &published, "org.appbox.Wc");
+    push("org.appbox.Wc");
+    let updated = ok(&world, &["update", "--yes"]);
+    assert!(
+        String::from_utf8_lossy(&updated.stdout).contains("Updated org.appbox.Wc"),
+        "{}",
+        text(&updated)
+    );
+    assert_ne!(current_commit(&world, "org.appbox.Wc"), first);
+
+    // An image signed by someone else is refused.
+    let other = world.root.join("keys/other");
+    ok(&world, &["repo", "keygen", other.to_str().unwrap()]);
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "stranger",
+            &url,
+            "--sign-pubkey",
+            &format!("{}.pub", other.display()),
+        ],
+    );
+    ok(&world, &["uninstall", "org.appbox.Wc"]);
+    let error = fails(&world, &["install", "stranger", "org.appbox.Wc"]);
+    assert!(error.contains("not signed by a trusted key"), "{error}");
+}
+
+/// A small deterministic random source, so a failing run can be replayed
+/// from the seed it prints.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, limit: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % limit.max(1)
+    }
+}
+
+/// Runs `appbox ARGS` and kills it with SIGKILL after `delay` (unless it
+/// finished first). Returns whether it was killed.
+fn kill_after(world: &World, args: &[&str], delay: std::time::Duration) -> bool {
+    let mut child = world
+        .appbox(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while start.elapsed() < delay {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    let killed = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    killed
+}
+
+fn timed(world: &World, args: &[&str]) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    ok(world, args);
+    start.elapsed()
+}
+
+/// After `appbox repair`, the app is either fully installed (and runs, at one
+/// of `commits`) or fully absent.
+fn check_consistent(world: &World, commits: &[String]) -> bool {
+    let repair = ok(world, &["repair", "--json"]);
+    assert!(
+        json(&repair)["problems"].as_array().unwrap().is_empty(),
+        "{}",
+        text(&repair)
+    );
+    let dir = store_dir(world).join("app/org.appbox.Wc");
+    if !dir.join("current").exists() {
+        assert!(
+            !dir.exists(),
+            "an app that is not installed leaves nothing behind"
+        );
+        let error = fails(world, &["run", "org.appbox.Wc"]);
+        assert!(error.contains("not installed"), "{error}");
+        return false;
+    }
+    let current = current_commit(world, "org.appbox.Wc");
+    assert!(
+        commits.contains(&current),
+        "{current} is neither the old nor the new version"
+    );
+    let output = world
+        .appbox(["run", "org.appbox.Wc", "--", "-c", "/app/bin/wc-tool"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the installed app runs: {}",
+        text(&output)
+    );
+    true
+}
+
+#[test]
+fn kill_9_during_install_update_and_uninstall_leaves_old_or_new() {
+    let world = World::new();
+    let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
+    let nginx = Nginx::serve(&world, &world.root.join("srv"));
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "test",
+            &nginx.url("repo"),
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+    ok(&world, &["install", "test", "org.appbox.Platform"]);
+    let seed = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
+    eprintln!("kill points from seed {seed}");
+    let mut random = Lcg(seed);
+    let mut kills = 0;
+    let window = |d: std::time::Duration| (d.as_micros() as u64 * 12 / 10).max(1);
+    let micros = std::time::Duration::from_micros;
+
+    // Install: afterwards nothing, or the app; a rerun completes.
+    let install = timed(&world, &["install", "test", "org.appbox.Wc"]);
+    ok(&world, &["uninstall", "org.appbox.Wc"]);
+    let first_build = std::fs::read_to_string(
+        published
+            .repo
+            .join("refs/heads/app/org.appbox.Wc/x86_64/stable"),
+    )
+    .unwrap();
+    for _ in 0..8 {
+        kills += kill_after(
+            &world,
+            &["install", "test", "org.appbox.Wc"],
+            micros(random.below(window(install))),
+        ) as u32;
+        if !check_consistent(&world, &[first_build.trim().to_owned()]) {
+            ok(&world, &["install", "test", "org.appbox.Wc"]);
+        }
+        ok(&world, &["uninstall", "org.appbox.Wc"]);
+    }
+
+    // Update: afterwards the old or the new version; a rerun completes.
+    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    for _ in 0..8 {
+        let old = current_commit(&world, "org.appbox.Wc");
+        rebuild(&world, &published, "org.appbox.Wc");
+        let new = std::fs::read_to_string(
+            published
+                .repo
+                .join("refs/heads/app/org.appbox.Wc/x86_64/stable"),
+        )
+        .unwrap();
+        let new = new.trim().to_owned();
+        kills += kill_after(
+            &world,
+            &["update", "--yes"],
+            micros(random.below(window(install))),
+        ) as u32;
+        assert!(
+            check_consistent(&world, &[old, new.clone()]),
+            "an update never uninstalls"
+        );
+        ok(&world, &["update", "--yes"]);
+        assert_eq!(current_commit(&world, "org.appbox.Wc"), new);
+    }
+
+    // Uninstall: afterwards the app, or nothing; a rerun completes.
+    let uninstall = timed(&world, &["uninstall", "org.appbox.Wc"]);
+    for _ in 0..6 {
+        ok(&world, &["install", "test", "org.appbox.Wc"]);
+        let installed = current_commit(&world, "org.appbox.Wc");
+        kills += kill_after(
+            &world,
+            &["uninstall", "org.appbox.Wc"],
+            micros(random.below(window(uninstall))),
+        ) as u32;
+        if check_consistent(&world, &[installed]) {
+            ok(&world, &["uninstall", "org.appbox.Wc"]);
+        }
+    }
+    eprintln!("{kills} of 22 runs were killed before they finished");
+    assert!(
+        kills >= 11,
+        "most kill points land inside the operation (seed {seed}): {kills}"
     );
 }

@@ -60,6 +60,12 @@ fn main() {
             )),
         },
         StoreCommand::BuildBundle { repo, id, file } => build_bundle(&repo, &id, &file),
+        StoreCommand::BuildExport {
+            repo,
+            id,
+            oci,
+            insecure,
+        } => build_export(&repo, &id, &oci, insecure),
         StoreCommand::Uninstall {
             id,
             delete_data,
@@ -70,6 +76,7 @@ fn main() {
         StoreCommand::Rollback { id } => rollback(&id),
         StoreCommand::History { json } => history(json),
         StoreCommand::Search { word, json } => search(&word, json),
+        StoreCommand::Repair { json } => repair(json),
         StoreCommand::Info { id, json } => info(&id, json),
     };
     if let Err(error) = result {
@@ -626,6 +633,44 @@ fn build_bundle(repo: &std::path::Path, id: &str, file: &std::path::Path) -> Res
         bundle.entry.id,
         Shown(&bundle.entry.version),
         &bundle.commit[..12]
+    );
+    Ok(())
+}
+
+fn repair(json: bool) -> Result<()> {
+    let (installation, _) = installation()?;
+    let report = installation.repair()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for line in &report.fixed {
+            println!("fixed: {line}");
+        }
+        for line in &report.problems {
+            println!("problem: {line}");
+        }
+        println!(
+            "{} fixed, {} problems, {} freed",
+            report.fixed.len(),
+            report.problems.len(),
+            human_bytes(report.freed_bytes)
+        );
+    }
+    if !report.problems.is_empty() {
+        anyhow::bail!("some problems remain; reinstall the apps named above");
+    }
+    Ok(())
+}
+
+fn build_export(repo: &std::path::Path, id: &str, image: &str, insecure: bool) -> Result<()> {
+    let repo = appbox::store::repo::Repo::open(repo)?;
+    let pushed = appbox::store::oci::export_image(&repo, id, image, insecure)?;
+    println!(
+        "Pushed {} (commit {}) to {} as {}",
+        id,
+        &pushed.commit[..12],
+        pushed.image,
+        pushed.digest
     );
     Ok(())
 }

@@ -84,6 +84,24 @@ by the key of one of your remotes; --no-verify installs it unchecked."
         #[arg(long)]
         json: bool,
     },
+    /// Push an app or runtime from a repository to an OCI registry as an image
+    #[command(
+        name = "build-export",
+        after_help = "For an OCI remote oci://HOST[:PORT]/PREFIX, push app ID as \
+HOST[:PORT]/PREFIX/ID-in-lowercase:stable. The image carries the commit's signature."
+    )]
+    BuildExport {
+        /// The OSTree repository (from `appbox build`)
+        repo: PathBuf,
+        /// The app or runtime id
+        id: String,
+        /// The image to push: REGISTRY/NAME:TAG
+        #[arg(long, value_name = "REGISTRY/NAME:TAG")]
+        oci: String,
+        /// The registry speaks plain HTTP (a local test registry)
+        #[arg(long)]
+        insecure: bool,
+    },
     /// Write an app or runtime from a repository as a single-file bundle
     #[command(name = "build-bundle")]
     BuildBundle {
@@ -113,6 +131,12 @@ by the key of one of your remotes; --no-verify installs it unchecked."
     Rollback { id: String },
     /// Show what was installed, updated, rolled back and removed
     History {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bring the installation back to a consistent state after a crash
+    Repair {
         /// Print JSON for scripts
         #[arg(long)]
         json: bool,

@@ -22,10 +22,11 @@ use serde::{Deserialize, Serialize};
 use crate::appid::AppId;
 use crate::plan::MountOp;
 use crate::store::build::ref_name;
-use crate::store::bundle;
+use crate::store::bundle::{self, ImportedBundle};
 use crate::store::catalog::{self, Catalog, CatalogError, Entry, EntryKind};
-use crate::store::export::{rewrite_desktop, ExportError};
+use crate::store::export::{self, ExportError};
 use crate::store::manifest::Kind;
+use crate::store::oci;
 use crate::store::remotes::{Location, RemoteError, Remotes};
 use crate::store::repo::{parse_summary, Mode, PullProgress, Repo, RepoError, Summary};
 use crate::store::sign::{self, PublicKey, SignError};
@@ -66,8 +67,16 @@ pub enum InstallError {
         id: String,
         ref_name: String,
     },
-    #[error("remote {0} is an OCI registry; install from it with `appbox install` once OCI remotes are supported")]
-    OciNotSupported(String),
+    #[error("remote {0} is an OCI registry, which has no catalog to list or search; install and update its apps by id")]
+    OciNoCatalog(String),
+    #[error(transparent)]
+    Oci(#[from] oci::OciError),
+    #[error("the image of {id} on remote {remote} holds {found} instead")]
+    WrongImage {
+        remote: String,
+        id: String,
+        found: String,
+    },
     #[error("remote {0} is disabled; enable it with `appbox remote-modify --enable {0}`")]
     Disabled(String),
     #[error("{0} is not installed; `appbox list` shows what is")]
@@ -86,6 +95,18 @@ pub enum InstallError {
     },
     #[error("{id} needs the runtime {runtime}; install it from a remote first (`appbox install REMOTE {runtime}`)")]
     BundleRuntime { id: String, runtime: String },
+    #[error("remote {remote} serves commit {commit} as {ref_name}, but the commit was not made for that ref")]
+    WrongRef {
+        remote: String,
+        ref_name: String,
+        commit: String,
+    },
+    #[error("remote {remote} offers commit {commit} of {id}, which is older than the installed one; refusing the downgrade")]
+    Downgrade {
+        id: String,
+        remote: String,
+        commit: String,
+    },
     #[error("cannot reach remote {remote}: {message}")]
     Unreachable { remote: String, message: String },
     #[error("{0} has no previous deployment to roll back to")]
@@ -211,7 +232,7 @@ impl Installation {
         let (location, keys) = config.check(remote)?;
         let url = match location {
             Location::Ostree(url) => url,
-            Location::Oci(_) => return Err(InstallError::OciNotSupported(remote.to_owned())),
+            Location::Oci { .. } => return Err(InstallError::OciNoCatalog(remote.to_owned())),
         };
         let repo = self.repo()?;
         repo.sync_remote(remote, &url)?;
@@ -251,6 +272,9 @@ impl Installation {
         id: &AppId,
         events: &Events,
     ) -> Result<Vec<Installed>, InstallError> {
+        if self.registry_of(remote)?.is_some() {
+            return self.install_from_registry(remote, id.as_str(), events);
+        }
         let (catalog, summary, keys) = self.remote_catalog(remote, events)?;
         let entry = catalog
             .find(id.as_str())
@@ -305,16 +329,41 @@ impl Installation {
         // The commit and its signatures first: nothing else is fetched for an
         // unsigned or tampered commit.
         repo.pull(remote, &ref_name, &commit, true, |_| {})?;
+        let refuse = |error: InstallError| {
+            let _ = repo.set_ref(Some(remote), &ref_name, None);
+            Err(error)
+        };
         if !keys.is_empty() {
             let signed = repo.commit_bytes(&commit)?;
             let detached = repo.detached_metadata(&commit)?.unwrap_or_default();
             if let Err(source) = sign::verify(&detached, &signed, keys) {
-                let _ = repo.set_ref(Some(remote), &ref_name, None);
-                return Err(InstallError::UntrustedCommit {
+                return refuse(InstallError::UntrustedCommit {
                     id: entry.id.clone(),
                     remote: remote.to_owned(),
                     commit,
                     source,
+                });
+            }
+        }
+        // A signed commit of another app, or an older one of this app, is not
+        // what the summary promised: refuse both before fetching content.
+        if !repo.ref_bindings(&commit)?.contains(&ref_name) {
+            return refuse(InstallError::WrongRef {
+                remote: remote.to_owned(),
+                ref_name: ref_name.clone(),
+                commit,
+            });
+        }
+        if let Some(installed) = self.installed_commit(entry.kind, &entry.id) {
+            let (new, old) = (
+                repo.commit_timestamp(&commit)?,
+                repo.commit_timestamp(&installed)?,
+            );
+            if new < old {
+                return refuse(InstallError::Downgrade {
+                    id: entry.id.clone(),
+                    remote: remote.to_owned(),
+                    commit,
                 });
             }
         }
@@ -339,6 +388,124 @@ impl Installation {
         events(Event::Deployed {
             id: entry.id.clone(),
             commit,
+        });
+        Ok(installed)
+    }
+
+    /// The image prefix and plain-HTTP flag of an OCI remote; `None` for an
+    /// OSTree one.
+    fn registry_of(&self, remote: &str) -> Result<Option<(String, bool)>, InstallError> {
+        match self.remotes()?.get(remote)?.check(remote)?.0 {
+            Location::Oci { prefix, insecure } => Ok(Some((prefix, insecure))),
+            Location::Ostree(_) => Ok(None),
+        }
+    }
+
+    /// Pulls the image of `id` from an OCI remote into the repository and
+    /// verifies it: the remote's signature, and that it holds `id`.
+    fn fetch_from_registry(&self, remote: &str, id: &str) -> Result<ImportedBundle, InstallError> {
+        let remotes = self.remotes()?;
+        let config = remotes.get(remote)?;
+        if !config.enabled {
+            return Err(InstallError::Disabled(remote.to_owned()));
+        }
+        let (location, keys) = config.check(remote)?;
+        let Location::Oci { prefix, insecure } = location else {
+            return Err(InstallError::OciNoCatalog(remote.to_owned()));
+        };
+        let image = format!("{prefix}/{}:stable", id.to_lowercase());
+        let repo = self.repo()?;
+        let imported = oci::import_image(&repo, &image, insecure)?;
+        if imported.entry.id != id {
+            return Err(InstallError::WrongImage {
+                remote: remote.to_owned(),
+                id: id.to_owned(),
+                found: imported.entry.id,
+            });
+        }
+        if config.verify {
+            let signed = repo.commit_bytes(&imported.commit)?;
+            let detached = repo
+                .detached_metadata(&imported.commit)?
+                .unwrap_or_default();
+            sign::verify(&detached, &signed, &keys).map_err(|source| {
+                InstallError::UntrustedCommit {
+                    id: id.to_owned(),
+                    remote: remote.to_owned(),
+                    commit: imported.commit.clone(),
+                    source,
+                }
+            })?;
+        }
+        if !repo
+            .ref_bindings(&imported.commit)?
+            .contains(&imported.ref_name)
+        {
+            return Err(InstallError::WrongRef {
+                remote: remote.to_owned(),
+                ref_name: imported.ref_name,
+                commit: imported.commit,
+            });
+        }
+        Ok(imported)
+    }
+
+    fn install_from_registry(
+        &self,
+        remote: &str,
+        id: &str,
+        events: &Events,
+    ) -> Result<Vec<Installed>, InstallError> {
+        events(Event::Fetching {
+            remote: remote.to_owned(),
+        });
+        let imported = self.fetch_from_registry(remote, id)?;
+        let entry = &imported.entry;
+        if self.installed_commit(entry.kind, &entry.id).is_some() {
+            return Err(InstallError::AlreadyInstalled(entry.id.clone()));
+        }
+        let mut done = Vec::new();
+        if entry.runtime != "host"
+            && self
+                .installed_commit(EntryKind::Runtime, &entry.runtime)
+                .is_none()
+        {
+            done.extend(self.install_from_registry(remote, &entry.runtime, events)?);
+        }
+        done.push(self.deploy_imported(remote, imported, events)?);
+        Ok(done)
+    }
+
+    fn deploy_imported(
+        &self,
+        remote: &str,
+        imported: ImportedBundle,
+        events: &Events,
+    ) -> Result<Installed, InstallError> {
+        let repo = self.repo()?;
+        let entry = &imported.entry;
+        if let Some(installed) = self.installed_commit(entry.kind, &entry.id) {
+            if repo.commit_timestamp(&imported.commit)? < repo.commit_timestamp(&installed)? {
+                return Err(InstallError::Downgrade {
+                    id: entry.id.clone(),
+                    remote: remote.to_owned(),
+                    commit: imported.commit,
+                });
+            }
+        }
+        let installed = self.deploy(
+            &repo,
+            entry.kind,
+            &entry.id,
+            &imported.commit,
+            Some(Origin {
+                remote: remote.to_owned(),
+                ref_name: imported.ref_name.clone(),
+            }),
+        )?;
+        events(Event::Deployed {
+            id: entry.id.clone(),
+            commit: imported.commit,
         });
         Ok(installed)
     }
@@ -422,6 +589,21 @@ impl Installation {
                 }
                 continue;
             };
+            if self.registry_of(&origin.remote).ok().flatten().is_some() {
+                match self.fetch_from_registry(&origin.remote, &item.id) {
+                    Ok(imported) if imported.commit != item.commit => {
+                        plans.push(update_plan(
+                            &item,
+                            &origin.remote,
+                            &imported.commit,
+                            &imported.entry,
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => failed.push((item.id.clone(), e)),
+                }
+                continue;
+            }
             let fetched = catalogs.entry(origin.remote.clone()).or_insert_with(|| {
                 self.remote_catalog(&origin.remote, events)
                     .map(|(catalog, summary, _)| (catalog, summary))
@@ -448,18 +630,7 @@ impl Installation {
             if *to == item.commit {
                 continue;
             }
-            let (added, removed) = permission_changes(&item.entry.permissions, &entry.permissions);
-            plans.push(UpdatePlan {
-                id: item.id.clone(),
-                kind: item.kind,
-                remote: origin.remote.clone(),
-                from: item.commit.clone(),
-                to: to.clone(),
-                from_version: item.entry.version.clone(),
-                to_version: entry.version.clone(),
-                added_permissions: added,
-                removed_permissions: removed,
-            });
+            plans.push(update_plan(&item, &origin.remote, to, entry));
         }
         Ok((plans, failed))
     }
@@ -471,6 +642,16 @@ impl Installation {
         plan: &UpdatePlan,
         events: &Events,
     ) -> Result<Installed, InstallError> {
+        if self.registry_of(&plan.remote)?.is_some() {
+            let imported = self.fetch_from_registry(&plan.remote, &plan.id)?;
+            if imported.commit != plan.to {
+                return Err(InstallError::Moved {
+                    remote: plan.remote.clone(),
+                    id: plan.id.clone(),
+                });
+            }
+            return self.deploy_imported(&plan.remote, imported, events);
+        }
         let (catalog, summary, keys) = self.remote_catalog(&plan.remote, events)?;
         let entry = catalog
             .find(&plan.id)
@@ -612,51 +793,55 @@ impl Installation {
         self.info_of(kind, id)
     }
 
-    /// Copies the deployment's launcher, icon and metainfo to the exports.
+    /// Copies the deployment's launchers, icons and metainfo to the exports,
+    /// and removes what an earlier deployment exported and this one does not.
+    /// What was exported is recorded in `app/ID/exported.json`.
     fn export(&self, id: &str, deployment: &Path) -> Result<(), InstallError> {
-        let app_id = AppId::parse(id).map_err(|e| ExportError::Line {
+        let app_id = AppId::parse(id).map_err(|e| ExportError::Refused {
             id: id.to_owned(),
-            line: 0,
+            path: deployment.to_owned(),
             problem: e.to_string(),
         })?;
-        let source = deployment.join("export/share");
+        let files = export::collect(deployment, &app_id, &self.appbox)?;
         let exports = self.root.join("exports/share");
-        let desktop = source.join(format!("applications/{id}.desktop"));
-        if let Ok(text) = std::fs::read_to_string(&desktop) {
-            let text = rewrite_desktop(&text, &app_id, &self.appbox)?;
-            let dir = exports.join("applications");
-            std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-            write_atomically(&dir.join(format!("{id}.desktop")), text.as_bytes())?;
-        }
-        for rel in [
-            format!("icons/hicolor/scalable/apps/{id}.svg"),
-            format!("icons/hicolor/128x128/apps/{id}.png"),
-            format!("metainfo/{id}.metainfo.xml"),
-        ] {
-            let from = source.join(&rel);
-            let meta = match from.symlink_metadata() {
-                Ok(meta) if meta.is_file() => meta,
-                _ => continue,
-            };
-            let _ = meta;
-            let data = std::fs::read(&from).map_err(io("read", &from))?;
-            let to = exports.join(&rel);
+        for file in &files {
+            let to = exports.join(&file.rel);
             if let Some(dir) = to.parent() {
                 std::fs::create_dir_all(dir).map_err(io("create", dir))?;
             }
-            write_atomically(&to, &data)?;
+            write_atomically(&to, &file.contents)?;
         }
-        Ok(())
+        let now: Vec<PathBuf> = files.into_iter().map(|f| f.rel).collect();
+        for old in self.exported(id) {
+            if !now.contains(&old) {
+                let _ = std::fs::remove_file(exports.join(old));
+            }
+        }
+        let record = self.dir(EntryKind::App, id).join("exported.json");
+        write_atomically(
+            &record,
+            serde_json::to_string(&now).unwrap_or_default().as_bytes(),
+        )
+    }
+
+    /// What the app exported last, as recorded (only plain relative paths).
+    fn exported(&self, id: &str) -> Vec<PathBuf> {
+        let record = self.dir(EntryKind::App, id).join("exported.json");
+        let list: Vec<PathBuf> = std::fs::read_to_string(record)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        list.into_iter()
+            .filter(|p| {
+                p.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+            })
+            .collect()
     }
 
     fn unexport(&self, id: &str) {
         let exports = self.root.join("exports/share");
-        for rel in [
-            format!("applications/{id}.desktop"),
-            format!("icons/hicolor/scalable/apps/{id}.svg"),
-            format!("icons/hicolor/128x128/apps/{id}.png"),
-            format!("metainfo/{id}.metainfo.xml"),
-        ] {
+        for rel in self.exported(id) {
             let _ = std::fs::remove_file(exports.join(rel));
         }
     }
@@ -775,13 +960,21 @@ impl Installation {
 
     /// Removes an app or runtime, its exports and, when asked, the app's data.
     /// A runtime that an installed app needs, and an app that is running, stay.
-    pub fn uninstall(
-        &self,
-        id: &str,
-        delete_data: Option<&Path>,
-    ) -> Result<Installed, InstallError> {
-        let installed = self.info(id)?;
-        if installed.kind == EntryKind::Runtime {
+    /// What an interrupted install or uninstall left behind is removed too.
+    pub fn uninstall(&self, id: &str, delete_data: Option<&Path>) -> Result<Removed, InstallError> {
+        let installed = match self.info(id) {
+            Ok(installed) => Some(installed),
+            Err(InstallError::NotInstalled(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let kind = match &installed {
+            Some(installed) => installed.kind,
+            None => [EntryKind::App, EntryKind::Runtime]
+                .into_iter()
+                .find(|kind| self.dir(*kind, id).is_dir())
+                .ok_or_else(|| InstallError::NotInstalled(id.to_owned()))?,
+        };
+        if kind == EntryKind::Runtime {
             let users: Vec<String> = self
                 .list()?
                 .into_iter()
@@ -795,31 +988,15 @@ impl Installation {
                 });
             }
         }
-        let dir = self.dir(installed.kind, id);
-        if let Ok(registry) = crate::instance::Registry::open(&self.runtime_dir) {
-            if let Some(record) = registry.list().into_iter().find(|r| {
-                r.plan.mounts.iter().any(
-                    |op| matches!(op, MountOp::Bind { source, .. } if source.starts_with(&dir)),
-                )
-            }) {
-                return Err(InstallError::Running {
-                    id: id.to_owned(),
-                    instance: record.instance,
-                });
-            }
+        let dir = self.dir(kind, id);
+        if let Some(record) = self.instance_using(&dir) {
+            return Err(InstallError::Running {
+                id: id.to_owned(),
+                instance: record,
+            });
         }
         let repo = self.repo()?;
-        // `current` goes first, so a crash leaves nothing that looks installed.
-        let current = dir.join("current");
-        std::fs::remove_file(&current).map_err(io("remove", &current))?;
-        self.unexport(id);
-        for commit in self.deployments(installed.kind, id) {
-            repo.set_ref(None, &deploy_ref(installed.kind, id, &commit), None)?;
-        }
-        if let Some(origin) = &installed.origin {
-            let _ = repo.set_ref(Some(&origin.remote), &origin.ref_name, None);
-        }
-        std::fs::remove_dir_all(&dir).map_err(io("remove", &dir))?;
+        self.remove_all_state(&repo, kind, id)?;
         repo.prune()?;
         if let Some(home) = delete_data {
             let data = home.join(".var/app").join(id);
@@ -829,14 +1006,193 @@ impl Installation {
                 Err(e) => return Err(io("remove", &data)(e)),
             }
         }
+        let commit = installed.map(|i| i.commit);
         self.record(&History {
             time: now(),
             action: "uninstall".to_owned(),
             id: id.to_owned(),
-            from: Some(installed.commit.clone()),
+            from: commit.clone(),
             to: None,
         });
-        Ok(installed)
+        Ok(Removed {
+            id: id.to_owned(),
+            kind,
+            commit,
+        })
+    }
+
+    /// The instance number of a running sandbox that uses anything under `dir`.
+    fn instance_using(&self, dir: &Path) -> Option<u64> {
+        let registry = crate::instance::Registry::open(&self.runtime_dir).ok()?;
+        registry
+            .list()
+            .into_iter()
+            .find(|r| {
+                r.plan
+                    .mounts
+                    .iter()
+                    .any(|op| matches!(op, MountOp::Bind { source, .. } if source.starts_with(dir)))
+            })
+            .map(|r| r.instance)
+    }
+
+    /// Removes everything of one app or runtime but its data: `current` first,
+    /// so that a crash leaves nothing that looks installed, then the exports,
+    /// the refs that keep its objects, and its directory.
+    fn remove_all_state(&self, repo: &Repo, kind: EntryKind, id: &str) -> Result<(), InstallError> {
+        let dir = self.dir(kind, id);
+        let current = dir.join("current");
+        match std::fs::remove_file(&current) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("remove", &current)(e))
+            }
+            _ => {}
+        }
+        if kind == EntryKind::App {
+            self.unexport(id);
+        }
+        for (ref_name, _) in repo.refs(&deploy_ref_prefix(kind, id))? {
+            repo.set_ref(None, &ref_name, None)?;
+        }
+        let origin: Option<Origin> = std::fs::read_to_string(dir.join("origin.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok());
+        if let Some(origin) = origin {
+            let _ = repo.set_ref(Some(&origin.remote), &origin.ref_name, None);
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Brings the installation back to a consistent state after a crash or a
+    /// kill: unfinished checkouts and staging files go, a `current` that
+    /// points nowhere falls back to `previous` (or the app is removed, as its
+    /// install never finished), every deployment's objects are checked, and
+    /// unused objects are pruned. Returns what it did and what it found.
+    pub fn repair(&self) -> Result<RepairReport, InstallError> {
+        let repo = self.repo()?;
+        let mut report = RepairReport::default();
+        for kind in [EntryKind::App, EntryKind::Runtime] {
+            let Ok(entries) = std::fs::read_dir(self.root.join(kind_dir(kind))) else {
+                continue;
+            };
+            let mut ids: Vec<String> = entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+            ids.sort();
+            for id in ids {
+                if AppId::parse(&id).is_err() {
+                    report.problems.push(format!(
+                        "{}/{id} is not an app id; left alone",
+                        kind_dir(kind)
+                    ));
+                    continue;
+                }
+                self.repair_one(&repo, kind, &id, &mut report)?;
+            }
+        }
+        // Refs of deployments that are gone keep objects alive for nothing.
+        for (ref_name, commit) in repo.refs("appbox/deployed/")? {
+            let mut parts = ref_name
+                .trim_start_matches("appbox/deployed/")
+                .splitn(2, '/');
+            let (Some(kind), Some(rest)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let id = rest.rsplit_once('/').map_or(rest, |(id, _)| id);
+            if !self.root.join(kind).join(id).join(&commit).is_dir() {
+                repo.set_ref(None, &ref_name, None)?;
+                report.fixed.push(format!(
+                    "dropped the ref {ref_name} of a removed deployment"
+                ));
+            }
+        }
+        report.freed_bytes = repo.prune()?;
+        Ok(report)
+    }
+
+    fn repair_one(
+        &self,
+        repo: &Repo,
+        kind: EntryKind,
+        id: &str,
+        report: &mut RepairReport,
+    ) -> Result<(), InstallError> {
+        let dir = self.dir(kind, id);
+        // Leftovers of an interrupted checkout or link swap.
+        for entry in std::fs::read_dir(&dir).map_err(io("read", &dir))? {
+            let entry = entry.map_err(io("read", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with('.') && name.ends_with(".staging") {
+                std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+                report.fixed.push(format!(
+                    "removed the unfinished checkout {}",
+                    path.display()
+                ));
+            } else if name.contains(".tmp")
+                || name.starts_with("current.new")
+                || name.starts_with("previous.new")
+            {
+                std::fs::remove_file(&path).map_err(io("remove", &path))?;
+                report
+                    .fixed
+                    .push(format!("removed the leftover {}", path.display()));
+            }
+        }
+        let usable = |commit: &Option<String>| {
+            commit
+                .as_ref()
+                .filter(|c| {
+                    dir.join(c).join("metadata.toml").is_file() && repo.commit_bytes(c).is_ok()
+                })
+                .cloned()
+        };
+        let current = usable(&self.installed_commit(kind, id));
+        let previous = usable(&self.previous_commit(kind, id));
+        let current = match (current, previous) {
+            (Some(current), _) => current,
+            (None, Some(previous)) => {
+                swap_link(&dir.join("current"), &previous)?;
+                let _ = std::fs::remove_file(dir.join("previous"));
+                report.fixed.push(format!(
+                    "{id}: went back to the previous deployment {}",
+                    &previous[..12]
+                ));
+                previous
+            }
+            (None, None) => {
+                if self.instance_using(&dir).is_none() {
+                    self.remove_all_state(repo, kind, id)?;
+                    report
+                        .fixed
+                        .push(format!("{id}: removed an install that never finished"));
+                }
+                return Ok(());
+            }
+        };
+        for commit in self.deployments(kind, id) {
+            let ref_name = deploy_ref(kind, id, &commit);
+            if repo.resolve(&ref_name)?.is_none() {
+                repo.set_ref(None, &ref_name, Some(&commit))?;
+                report.fixed.push(format!(
+                    "{id}: restored the ref of deployment {}",
+                    &commit[..12]
+                ));
+            }
+            if let Err(e) = repo.stored_size(&commit) {
+                report.problems.push(format!(
+                    "{id}: deployment {} is missing objects: {e}",
+                    &commit[..12]
+                ));
+            }
+        }
+        if kind == EntryKind::App {
+            self.export(id, &dir.join(&current))?;
+        }
+        Ok(())
     }
 
     /// Runtimes that no installed app needs.
@@ -867,6 +1223,25 @@ impl Installation {
     }
 }
 
+/// What `appbox uninstall` removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Removed {
+    pub id: String,
+    pub kind: EntryKind,
+    /// The deployment that was current, when the install had finished.
+    pub commit: Option<String>,
+}
+
+/// What `appbox repair` did and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RepairReport {
+    pub fixed: Vec<String>,
+    pub problems: Vec<String>,
+    pub freed_bytes: u64,
+}
+
 /// An update `appbox update` offers, with what it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -881,6 +1256,21 @@ pub struct UpdatePlan {
     /// Permissions the new version asks for that the installed one did not.
     pub added_permissions: Vec<String>,
     pub removed_permissions: Vec<String>,
+}
+
+fn update_plan(item: &Installed, remote: &str, to: &str, entry: &Entry) -> UpdatePlan {
+    let (added, removed) = permission_changes(&item.entry.permissions, &entry.permissions);
+    UpdatePlan {
+        id: item.id.clone(),
+        kind: item.kind,
+        remote: remote.to_owned(),
+        from: item.commit.clone(),
+        to: to.to_owned(),
+        from_version: item.entry.version.clone(),
+        to_version: entry.version.clone(),
+        added_permissions: added,
+        removed_permissions: removed,
+    }
 }
 
 /// The permissions `new` adds to and removes from `old`.
@@ -912,7 +1302,11 @@ fn now() -> u64 {
 }
 
 fn deploy_ref(kind: EntryKind, id: &str, commit: &str) -> String {
-    format!("appbox/deployed/{}/{id}/{commit}", kind_dir(kind))
+    format!("{}{commit}", deploy_ref_prefix(kind, id))
+}
+
+fn deploy_ref_prefix(kind: EntryKind, id: &str) -> String {
+    format!("appbox/deployed/{}/{id}/", kind_dir(kind))
 }
 
 fn is_checksum(name: &str) -> bool {

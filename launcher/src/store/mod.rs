@@ -14,6 +14,7 @@ pub mod export;
 pub mod gvariant;
 pub mod install;
 pub mod manifest;
+pub mod oci;
 pub mod remotes;
 pub mod repo;
 pub mod sign;

@@ -87,8 +87,10 @@ pub struct Remotes {
 pub enum Location {
     /// A static OSTree repository over http(s) or file.
     Ostree(String),
-    /// An OCI registry: `oci://HOST[:PORT]/NAME`.
-    Oci(String),
+    /// An OCI registry: `oci://HOST[:PORT]/PREFIX` (TLS), or `oci+http://`
+    /// for a plain-HTTP registry such as one on loopback. App `ID` is the
+    /// image `HOST[:PORT]/PREFIX/id-in-lowercase:stable`.
+    Oci { prefix: String, insecure: bool },
 }
 
 pub fn check_name(name: &str) -> Result<(), RemoteError> {
@@ -154,19 +156,30 @@ pub fn parse_url(name: &str, url: &str) -> Result<Location, RemoteError> {
     if url.chars().any(char::is_whitespace) {
         return Err(bad("it contains whitespace"));
     }
-    if let Some(rest) = url.strip_prefix("oci://") {
+    for (scheme, insecure) in [("oci://", false), ("oci+http://", true)] {
+        let Some(rest) = url.strip_prefix(scheme) else {
+            continue;
+        };
         let (host, image) = rest
             .split_once('/')
-            .ok_or_else(|| bad("write it as oci://HOST[:PORT]/NAME"))?;
+            .ok_or_else(|| bad("write it as oci://HOST[:PORT]/PREFIX"))?;
         if host.is_empty() || image.is_empty() || image.contains("..") {
-            return Err(bad("write it as oci://HOST[:PORT]/NAME"));
+            return Err(bad("write it as oci://HOST[:PORT]/PREFIX"));
         }
-        return Ok(Location::Oci(rest.to_owned()));
+        if image.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad("registry paths are lowercase"));
+        }
+        return Ok(Location::Oci {
+            prefix: rest.trim_end_matches('/').to_owned(),
+            insecure,
+        });
     }
     let rest = ["http://", "https://", "file:///"]
         .iter()
         .find_map(|scheme| url.strip_prefix(scheme))
-        .ok_or_else(|| bad("it must start with http://, https://, file:/// or oci://"))?;
+        .ok_or_else(|| {
+            bad("it must start with http://, https://, file:///, oci:// or oci+http://")
+        })?;
     if rest.is_empty() && !url.starts_with("file:") {
         return Err(bad("it has no host"));
     }
@@ -270,7 +283,17 @@ mod tests {
         );
         assert_eq!(
             parse_url("r", "oci://localhost:5000/apps/hello").unwrap(),
-            Location::Oci("localhost:5000/apps/hello".into())
+            Location::Oci {
+                prefix: "localhost:5000/apps/hello".into(),
+                insecure: false
+            }
+        );
+        assert_eq!(
+            parse_url("r", "oci+http://127.0.0.1:5000/apps/").unwrap(),
+            Location::Oci {
+                prefix: "127.0.0.1:5000/apps".into(),
+                insecure: true
+            }
         );
         for bad in [
             "ftp://x/y",

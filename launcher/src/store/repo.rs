@@ -43,6 +43,9 @@ pub struct NewCommit {
 
 const NO_CANCEL: Option<&ostree_ext::gio::Cancellable> = None;
 
+/// libostree's commit metadata key for the refs a commit may be served as.
+const REF_BINDING: &str = "ostree.ref-binding";
+
 /// How a repository stores its objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -230,6 +233,10 @@ impl Repo {
         for (key, value) in metadata {
             dict.insert_value(key, &value.to_variant());
         }
+        // The signed commit names the ref it was made for, so a client can
+        // refuse it when it is served under another one (libostree checks it
+        // on pull too).
+        dict.insert_value(REF_BINDING, &vec![ref_name.to_owned()].to_variant());
         let checksum = self
             .repo
             .write_commit(
@@ -287,6 +294,29 @@ impl Repo {
         Ok(metadata
             .lookup_value(key, Some(glib::VariantTy::STRING))
             .and_then(|v| v.str().map(str::to_owned)))
+    }
+
+    /// The refs a commit says it was made for (`ostree.ref-binding`).
+    pub fn ref_bindings(&self, checksum: &str) -> Result<Vec<String>, RepoError> {
+        let commit = self
+            .repo
+            .load_variant(ostree::ObjectType::Commit, checksum)
+            .map_err(self.fail(&format!("load commit {checksum}")))?;
+        let metadata = glib::VariantDict::new(Some(&commit.child_value(0)));
+        Ok(metadata
+            .lookup::<Vec<String>>(REF_BINDING)
+            .ok()
+            .flatten()
+            .unwrap_or_default())
+    }
+
+    /// When the commit was made, in seconds since the epoch.
+    pub fn commit_timestamp(&self, checksum: &str) -> Result<u64, RepoError> {
+        let commit = self
+            .repo
+            .load_variant(ostree::ObjectType::Commit, checksum)
+            .map_err(self.fail(&format!("load commit {checksum}")))?;
+        Ok(ostree::commit_get_timestamp(&commit))
     }
 
     /// The commit's detached metadata (an a{sv}), as bytes.

@@ -524,3 +524,77 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// A real docker-registry (Debian's, v2.8) on a free loopback port, speaking
+/// plain HTTP, run as the world's user; stopped when dropped.
+pub struct Registry {
+    child: std::process::Child,
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Registry {
+    pub fn start(world: &World) -> Registry {
+        require_programs(&["/usr/bin/docker-registry", "/usr/bin/skopeo"]);
+        let dir = world.root.join(format!("registry-{}", unique()));
+        std::fs::create_dir_all(dir.join("storage")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("storage").display()
+        );
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        chown_tree(&dir, world.user);
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let mut cmd = Command::new("/usr/bin/docker-registry");
+        cmd.arg("serve")
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        world.prepare(&mut cmd);
+        let child = cmd.spawn().expect("start docker-registry");
+        let registry = Registry { child, port, dir };
+        for _ in 0..400 {
+            if registry.answers() {
+                return registry;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let log = std::fs::read_to_string(registry.dir.join("registry.log")).unwrap_or_default();
+        drop(registry);
+        panic!("docker-registry did not start: {log}");
+    }
+
+    /// Whether `GET /v2/` answers 200.
+    fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        let mut answer = String::new();
+        stream
+            .write_all(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .is_ok()
+            && stream.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of image names.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // SAFETY: kill with our child's pid and a signal number.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
