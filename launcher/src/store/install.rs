@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::appid::AppId;
+use crate::metadata::AppMetadata;
 use crate::plan::MountOp;
 use crate::store::build::ref_name;
 use crate::store::bundle::{self, ImportedBundle};
@@ -87,6 +88,8 @@ pub enum InstallError {
     NoOrigin(String),
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
+    #[error(transparent)]
+    Metadata(#[from] crate::metadata::MetadataError),
     #[error("the bundle {file} is not signed by a trusted key: {source}")]
     UntrustedBundle {
         file: PathBuf,
@@ -683,9 +686,8 @@ impl Installation {
         let dir = self.dir(kind, id);
         swap_link(&dir.join("previous"), &installed.commit)?;
         swap_link(&dir.join("current"), &previous)?;
-        if kind == EntryKind::App {
-            self.export(id, &dir.join(&previous))?;
-        }
+        let exports = self.check_deployment(kind, id, &dir.join(&previous))?;
+        self.write_exports(kind, id, exports)?;
         self.record(&History {
             time: now(),
             action: "rollback".to_owned(),
@@ -757,7 +759,8 @@ impl Installation {
         let target = dir.join(commit);
         // A local ref keeps the deployment's objects through prunes.
         repo.set_ref(None, &deploy_ref(kind, id, commit), Some(commit))?;
-        if !target.exists() {
+        let fresh = !target.exists();
+        if fresh {
             let staging = dir.join(format!(".{commit}.staging"));
             if staging.exists() {
                 std::fs::remove_dir_all(&staging).map_err(io("remove", &staging))?;
@@ -765,6 +768,21 @@ impl Installation {
             repo.checkout(commit, &staging)?;
             std::fs::rename(&staging, &target).map_err(io("move into place", &target))?;
         }
+        // Everything that could refuse the deployment is checked before it
+        // becomes current, so a refused one leaves the installation as it was.
+        let exports = match self.check_deployment(kind, id, &target) {
+            Ok(exports) => exports,
+            Err(e) => {
+                if fresh {
+                    let _ = std::fs::remove_dir_all(&target);
+                    let _ = repo.set_ref(None, &deploy_ref(kind, id, commit), None);
+                    if self.installed_commit(kind, id).is_none() {
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
+                }
+                return Err(e);
+            }
+        };
         if let Some(origin) = &origin {
             let text = serde_json::to_string(origin).unwrap_or_default();
             write_atomically(&dir.join("origin.json"), text.as_bytes())?;
@@ -774,9 +792,7 @@ impl Installation {
             swap_link(&dir.join("previous"), previous)?;
         }
         swap_link(&dir.join("current"), commit)?;
-        if kind == EntryKind::App {
-            self.export(id, &target)?;
-        }
+        self.write_exports(kind, id, exports)?;
         self.record(&History {
             time: now(),
             action: if previous.is_some() {
@@ -793,16 +809,54 @@ impl Installation {
         self.info_of(kind, id)
     }
 
-    /// Copies the deployment's launchers, icons and metainfo to the exports,
-    /// and removes what an earlier deployment exported and this one does not.
-    /// What was exported is recorded in `app/ID/exported.json`.
-    fn export(&self, id: &str, deployment: &Path) -> Result<(), InstallError> {
+    /// Checks a checked-out deployment: its metadata is a regular file that
+    /// parses and names the app, and `files/` is a directory. Returns what an
+    /// app exports, checked and rewritten (nothing for a runtime).
+    fn check_deployment(
+        &self,
+        kind: EntryKind,
+        id: &str,
+        deployment: &Path,
+    ) -> Result<Vec<export::ExportFile>, InstallError> {
+        let metadata = AppMetadata::load(&deployment.join("metadata.toml"))?;
+        if metadata.id.as_str() != id {
+            return Err(InstallError::WrongImage {
+                remote: "its origin".to_owned(),
+                id: id.to_owned(),
+                found: metadata.id.to_string(),
+            });
+        }
+        let files = deployment.join("files");
+        if !files.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(InstallError::Io {
+                what: "use",
+                path: files,
+                source: std::io::Error::other("it is not a directory"),
+            });
+        }
+        if kind == EntryKind::Runtime {
+            return Ok(Vec::new());
+        }
         let app_id = AppId::parse(id).map_err(|e| ExportError::Refused {
             id: id.to_owned(),
             path: deployment.to_owned(),
             problem: e.to_string(),
         })?;
-        let files = export::collect(deployment, &app_id, &self.appbox)?;
+        Ok(export::collect(deployment, &app_id, &self.appbox)?)
+    }
+
+    /// Writes an app's exports, and removes what an earlier deployment
+    /// exported and this one does not. What was exported is recorded in
+    /// `app/ID/exported.json`.
+    fn write_exports(
+        &self,
+        kind: EntryKind,
+        id: &str,
+        files: Vec<export::ExportFile>,
+    ) -> Result<(), InstallError> {
+        if kind == EntryKind::Runtime {
+            return Ok(());
+        }
         let exports = self.root.join("exports/share");
         for file in &files {
             let to = exports.join(&file.rel);
@@ -1190,7 +1244,10 @@ impl Installation {
             }
         }
         if kind == EntryKind::App {
-            self.export(id, &dir.join(&current))?;
+            match self.check_deployment(kind, id, &dir.join(&current)) {
+                Ok(exports) => self.write_exports(kind, id, exports)?,
+                Err(e) => report.problems.push(format!("{id}: {e}")),
+            }
         }
         Ok(())
     }

@@ -518,7 +518,13 @@ impl Repo {
 }
 
 fn ostree_error(what: &str, repo: &Path, error: glib::Error) -> RepoError {
-    ostree_message(what, repo, &error.to_string())
+    let mut message = error.to_string();
+    // libostree keeps a reserve free (min-free-space-percent) and stops short
+    // of ENOSPC; either way the user needs to know it is about space.
+    if message.contains("min-free-space") || message.contains("No space left on device") {
+        message.push_str(" (the disk is full: free some space, then run the command again)");
+    }
+    ostree_message(what, repo, &message)
 }
 
 fn ostree_message(what: &str, repo: &Path, message: &str) -> RepoError {

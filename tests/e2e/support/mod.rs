@@ -459,6 +459,12 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn serve(world: &World, root: &Path) -> Nginx {
+        Self::serve_with(world, root, "")
+    }
+
+    /// Like `serve`, with more directives for the server block, such as
+    /// `limit_rate 1m;` to make downloads take a while.
+    pub fn serve_with(world: &World, root: &Path, directives: &str) -> Nginx {
         require_programs(&["/usr/sbin/nginx"]);
         let dir = world.root.join(format!("nginx-{}", unique()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -472,7 +478,7 @@ impl Nginx {
              http {{\n  access_log {dir}/access.log;\n  client_body_temp_path {dir}/body;\n  \
              proxy_temp_path {dir}/proxy;\n  fastcgi_temp_path {dir}/fastcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  \
              scgi_temp_path {dir}/scgi;\n  types {{ application/octet-stream bin; }}\n  \
-             server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+             server {{ listen 127.0.0.1:{port}; root {root}; {directives} }}\n}}\n",
             dir = dir.display(),
             root = root.display(),
         );
