@@ -1490,3 +1490,50 @@ fn hostile_trees_from_a_signed_remote_are_refused() {
         "{error:?}"
     );
 }
+
+#[test]
+fn builds_have_no_network_unless_a_source_asks() {
+    let world = World::new();
+    let published = publish(&world, &[]);
+    let nginx = Nginx::serve(&world, &world.root.join("manifests"));
+    let manifests = world.root.join("manifests");
+    // A build that downloads a file with the Fetch sample's client.
+    let original = std::fs::read_to_string(manifests.join("org.appbox.Fetch.toml")).unwrap();
+    let make = |network: bool| {
+        let manifest = original
+            .replace("runtime = \"org.appbox.Platform\"", "runtime = \"host\"")
+            .replace(
+                "path = \"org.appbox.Fetch/src\"",
+                &format!("path = \"org.appbox.Fetch/src\"\nnetwork = {network}"),
+            )
+            .replace(
+                "commands = [",
+                &format!(
+                    "commands = [\n    [\"cc\", \"-o\", \"fetch\", \"fetch.c\"],\n    [\"mkdir\", \"-p\", \"/app/share\"],\n    [\"sh\", \"-c\", \"./fetch {} > /app/share/downloaded\"],",
+                    nginx.url("org.appbox.Wc.toml")
+                ),
+            );
+        let path = manifests.join("org.appbox.Fetch.toml");
+        std::fs::write(&path, manifest).unwrap();
+        world
+            .appbox([
+                "build",
+                path.to_str().unwrap(),
+                "--repo",
+                published.repo.to_str().unwrap(),
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let offline = make(false);
+    assert!(!offline.status.success(), "{}", text(&offline));
+    assert!(
+        String::from_utf8_lossy(&offline.stderr).contains("failed with exit status"),
+        "{}",
+        text(&offline)
+    );
+    let online = make(true);
+    assert!(online.status.success(), "{}", text(&online));
+    assert!(nginx.access_log().contains("GET /org.appbox.Wc.toml"));
+}

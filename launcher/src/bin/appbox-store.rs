@@ -284,7 +284,8 @@ fn progress_printer(quiet: bool) -> Events {
             let mut stderr = std::io::stderr().lock();
             let _ = write!(
                 stderr,
-                "\r\x1b[KPulling {id}: {}/{} objects, {}",
+                "\r\x1b[KPulling {id} {} {}/{} objects, {}",
+                bar(progress.fetched, progress.requested),
                 progress.fetched,
                 progress.requested,
                 human_bytes(progress.bytes)
@@ -299,6 +300,18 @@ fn progress_printer(quiet: bool) -> Events {
         }
         _ => {}
     })
+}
+
+/// A 20-cell bar for `done` of `total`.
+fn bar(done: u32, total: u32) -> String {
+    const CELLS: u64 = 20;
+    let (done, total) = (u64::from(done), u64::from(total));
+    let filled = (done.min(total) * CELLS).checked_div(total).unwrap_or(0);
+    format!(
+        "[{}{}]",
+        "#".repeat(filled as usize),
+        "-".repeat((CELLS - filled) as usize)
+    )
 }
 
 fn human_bytes(bytes: u64) -> String {

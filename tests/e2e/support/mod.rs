@@ -113,6 +113,7 @@ fn shared_bin_dir() -> &'static Path {
             exe_dir.join("debug/appbox-store"),
             "build it with `cargo build -p appbox` or run tests/run-tests.sh",
         );
+        remove_stale_bin_dirs();
         let dir = make_world_dir("bin");
         for (source, name) in [
             (appbox, "appbox"),
@@ -136,15 +137,45 @@ pub fn notes_binary() -> PathBuf {
     )
 }
 
+/// Binary dirs of test processes that are gone: nothing removes them at exit
+/// (they live as long as the process), so each run clears its predecessors'.
+fn remove_stale_bin_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("appbox-e2e-")
+            .and_then(|rest| rest.split_once("-bin-"))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn make_world_dir(tag: &str) -> PathBuf {
-    let base = std::env::temp_dir().join(format!(
-        "appbox-e2e-{}-{tag}-{}",
-        std::process::id(),
-        unique()
-    ));
-    std::fs::create_dir_all(&base).expect("create test dir");
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
-    base
+    // A fresh directory: a kept world of an earlier run may carry the same
+    // pid and counter, so an existing name is skipped, never reused.
+    loop {
+        let base = std::env::temp_dir().join(format!(
+            "appbox-e2e-{}-{tag}-{}",
+            std::process::id(),
+            unique()
+        ));
+        match std::fs::create_dir(&base) {
+            Ok(()) => {
+                std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+                return base;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("cannot create {}: {e}", base.display()),
+        }
+    }
 }
 
 fn unique() -> u64 {
