@@ -25,8 +25,9 @@
 # As root the store commands (and nginx) run as the unprivileged user
 # appbox-test. Every command gets a small environment with a private HOME,
 # XDG directories and FLATPAK_USER_DIR under a temporary directory. flatpak
-# installs need a system bus (it asks it about parental controls): a private
-# bus, started once, stands in for it, as in launch.sh.
+# installs need a system bus (it asks it about parental controls): as in
+# launch.sh, a private session bus stands in for it, here one dbus-daemon
+# started once for the whole run, so that its start-up is not timed.
 #
 # Usage: tests/bench/store.sh
 #   APPBOX_BENCH_RUNS=N changes the number of runs of each measurement
@@ -46,16 +47,13 @@ BIG_FILES=50
 CHANGED_FILE=f25 # the one file that changes for each update
 MIB=1048576
 
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || {
-    printf 'bench: error: APPBOX_BENCH_RUNS must be a positive number, not %q\n' "$RUNS" >&2
-    exit 1
-}
-
 say() { printf 'bench: %s\n' "$*"; }
 die() {
     printf 'bench: error: %s\n' "$*" >&2
     exit 1
 }
+
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "APPBOX_BENCH_RUNS must be a positive number, not '$RUNS'"
 
 tests/bootstrap.sh
 

@@ -90,6 +90,20 @@ fn publish(world: &World, ids: &[&str]) -> Published {
     published
 }
 
+/// `appbox remote-add NAME URL` trusting the publisher's key.
+fn add_remote(world: &World, published: &Published, name: &str, url: &str) {
+    ok(
+        world,
+        &[
+            "remote-add",
+            name,
+            url,
+            "--sign-pubkey",
+            published.public_key.to_str().unwrap(),
+        ],
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -120,16 +134,7 @@ fn publish_install_run_and_uninstall_over_http() {
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     let url = nginx.url("repo");
 
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &url,
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &url);
     let listing = ok(&world, &["remote-ls", "test", "--json"]);
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(
@@ -241,16 +246,7 @@ fn untrusted_remotes_and_commits_are_refused() {
     assert!(!store_dir(&world).join("app/org.appbox.Wc").exists());
 
     // The right key, but the commit's signature is damaged: nothing is deployed.
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &url,
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &url);
     let commit = std::fs::read_to_string(
         published
             .repo
@@ -337,16 +333,7 @@ fn updates_show_new_permissions_and_roll_back() {
     let world = World::new();
     let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &nginx.url("repo"),
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &nginx.url("repo"));
     ok(&world, &["install", "test", "org.appbox.Wc"]);
     let first = current_commit(&world, "org.appbox.Wc");
     ok(&world, &["update"]); // nothing new: a no-op
@@ -458,16 +445,7 @@ fn three_apps_share_one_runtime_on_disk() {
     all.extend(apps);
     let published = publish(&world, &all);
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &nginx.url("repo"),
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &nginx.url("repo"));
     // The first app pulls the runtime; the others find it installed.
     let first = ok(&world, &["install", "test", apps[0]]);
     assert!(String::from_utf8_lossy(&first.stdout).contains("Installed org.appbox.Platform"));
@@ -525,16 +503,7 @@ fn bundles_carry_their_signature() {
     );
     assert!(String::from_utf8_lossy(&written.stdout).contains("org.appbox.Wc"));
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &nginx.url("repo"),
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &nginx.url("repo"));
     // The bundle's runtime comes from the remote.
     ok(&world, &["install", "test", "org.appbox.Platform"]);
 
@@ -593,16 +562,7 @@ fn a_running_instance_keeps_its_deployment_and_uninstall_cleans_up() {
     let world = World::new();
     let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &nginx.url("repo"),
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &nginx.url("repo"));
     ok(&world, &["install", "test", "org.appbox.Wc"]);
     let first = current_commit(&world, "org.appbox.Wc");
     let app_dir = store_dir(&world).join("app/org.appbox.Wc");
@@ -696,16 +656,7 @@ fn every_sample_app_installs_with_valid_exports() {
     all.extend(apps);
     let published = publish(&world, &all);
     let url = format!("file://{}", published.repo.display());
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "samples",
-            &url,
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "samples", &url);
     let catalog = json(&ok(&world, &["remote-ls", "samples", "--json"]));
     let entries = catalog.as_array().unwrap();
     assert_eq!(entries.len(), all.len(), "{catalog:#}");
@@ -789,16 +740,7 @@ fn downgrades_and_damaged_objects_are_refused() {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     rebuild(&world, &published, "org.appbox.Wc");
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &nginx.url("repo"),
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &nginx.url("repo"));
     ok(&world, &["install", "test", "org.appbox.Wc"]);
     let newest = current_commit(&world, "org.appbox.Wc");
 
@@ -879,16 +821,7 @@ fn an_oci_registry_is_a_remote() {
     assert!(String::from_utf8_lossy(&inspect.stdout).contains("ostree.commit"));
 
     let url = format!("oci+http://{}/apps", registry.host());
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "registry",
-            &url,
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "registry", &url);
     let error = fails(&world, &["remote-ls", "registry"]);
     assert!(error.contains("has no catalog"), "{error}");
     let installed = ok(&world, &["install", "registry", "org.appbox.Wc"]);
@@ -1020,16 +953,7 @@ fn kill_9_during_install_update_and_uninstall_leaves_old_or_new() {
     let world = World::new();
     let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &nginx.url("repo"),
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &nginx.url("repo"));
     ok(&world, &["install", "test", "org.appbox.Platform"]);
     let seed = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
     eprintln!("kill points from seed {seed}");
@@ -1155,16 +1079,7 @@ fn a_server_that_stops_mid_pull_gives_a_clear_error_and_a_rerun_completes() {
     rebuild(&world, &published, "org.appbox.Big");
     {
         let nginx = Nginx::serve(&world, &world.root.join("srv"));
-        ok(
-            &world,
-            &[
-                "remote-add",
-                "test",
-                &nginx.url("repo"),
-                "--sign-pubkey",
-                published.public_key.to_str().unwrap(),
-            ],
-        );
+        add_remote(&world, &published, "test", &nginx.url("repo"));
         ok(&world, &["install", "test", "org.appbox.Platform"]);
     }
     // 8 MB at 200 kB/s a connection (libostree opens several): the server
@@ -1257,16 +1172,7 @@ fn a_full_disk_gives_a_clear_error_and_breaks_nothing() {
     }
     let _unmount = Unmount(store.clone());
     let url = format!("file://{}", published.repo.display());
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &url,
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &url);
     ok(&world, &["install", "test", "org.appbox.Wc"]);
     let error = fails(&world, &["install", "test", "org.appbox.Big"]);
     assert!(error.contains("the disk is full"), "{error}");
@@ -1356,16 +1262,7 @@ fn hostile_trees_from_a_signed_remote_are_refused() {
     let world = World::new();
     let published = publish(&world, &["org.appbox.Platform"]);
     let url = format!("file://{}", published.repo.display());
-    ok(
-        &world,
-        &[
-            "remote-add",
-            "test",
-            &url,
-            "--sign-pubkey",
-            published.public_key.to_str().unwrap(),
-        ],
-    );
+    add_remote(&world, &published, "test", &url);
 
     // A setuid program: the user's bare-user-only repository cannot hold it.
     let tree = crafted_tree(&world, "org.appbox.Setuid");

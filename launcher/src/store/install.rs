@@ -186,7 +186,13 @@ pub struct Installation {
     appbox: PathBuf,
     /// `$XDG_RUNTIME_DIR`, where running instances are recorded.
     runtime_dir: PathBuf,
+    /// Verified summaries fetched by this handle, by remote: what `update`
+    /// showed is what it installs, without fetching the summary again.
+    verified: std::cell::RefCell<BTreeMap<String, VerifiedRemote>>,
 }
+
+/// A remote's catalog and summary, verified, with the keys that verified them.
+type VerifiedRemote = (Catalog, Summary, Vec<PublicKey>);
 
 fn kind_dir(kind: EntryKind) -> &'static str {
     match kind {
@@ -202,6 +208,7 @@ impl Installation {
             remotes_file: config_dir.join("remotes.toml"),
             appbox,
             runtime_dir,
+            verified: Default::default(),
         }
     }
 
@@ -221,12 +228,24 @@ impl Installation {
         )?)
     }
 
-    /// Fetches and verifies a remote's summary, and reads its catalog.
+    /// Fetches and verifies a remote's summary, and reads its catalog; once
+    /// per remote for the life of this handle (make a new one to see changes).
     pub fn remote_catalog(
         &self,
         remote: &str,
         events: &Events,
-    ) -> Result<(Catalog, Summary, Vec<PublicKey>), InstallError> {
+    ) -> Result<VerifiedRemote, InstallError> {
+        if let Some(verified) = self.verified.borrow().get(remote) {
+            return Ok(verified.clone());
+        }
+        let verified = self.fetch_catalog(remote, events)?;
+        self.verified
+            .borrow_mut()
+            .insert(remote.to_owned(), verified.clone());
+        Ok(verified)
+    }
+
+    fn fetch_catalog(&self, remote: &str, events: &Events) -> Result<VerifiedRemote, InstallError> {
         let remotes = self.remotes()?;
         let config = remotes.get(remote)?;
         if !config.enabled {
@@ -285,15 +304,8 @@ impl Installation {
                 remote: remote.to_owned(),
                 id: id.to_string(),
             })?;
-        if self.installed_commit(entry.kind, &entry.id).is_some() {
-            return Err(InstallError::AlreadyInstalled(entry.id.clone()));
-        }
         let mut done = Vec::new();
-        if entry.runtime != "host"
-            && self
-                .installed_commit(EntryKind::Runtime, &entry.runtime)
-                .is_none()
-        {
+        if self.needs_runtime(entry)? {
             let runtime = catalog
                 .find(&entry.runtime)
                 .ok_or_else(|| InstallError::NotOffered {
@@ -395,6 +407,18 @@ impl Installation {
         Ok(installed)
     }
 
+    /// Whether installing `entry` must install its runtime first. An entry that
+    /// is installed already is refused: that is `appbox update`'s job.
+    fn needs_runtime(&self, entry: &Entry) -> Result<bool, InstallError> {
+        if self.installed_commit(entry.kind, &entry.id).is_some() {
+            return Err(InstallError::AlreadyInstalled(entry.id.clone()));
+        }
+        Ok(entry.runtime != "host"
+            && self
+                .installed_commit(EntryKind::Runtime, &entry.runtime)
+                .is_none())
+    }
+
     /// The image prefix and plain-HTTP flag of an OCI remote; `None` for an
     /// OSTree one.
     fn registry_of(&self, remote: &str) -> Result<Option<(String, bool)>, InstallError> {
@@ -464,15 +488,8 @@ impl Installation {
         });
         let imported = self.fetch_from_registry(remote, id)?;
         let entry = &imported.entry;
-        if self.installed_commit(entry.kind, &entry.id).is_some() {
-            return Err(InstallError::AlreadyInstalled(entry.id.clone()));
-        }
         let mut done = Vec::new();
-        if entry.runtime != "host"
-            && self
-                .installed_commit(EntryKind::Runtime, &entry.runtime)
-                .is_none()
-        {
+        if self.needs_runtime(entry)? {
             done.extend(self.install_from_registry(remote, &entry.runtime, events)?);
         }
         done.push(self.deploy_imported(remote, imported, events)?);

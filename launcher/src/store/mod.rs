@@ -15,6 +15,7 @@ pub mod gvariant;
 pub mod install;
 pub mod manifest;
 pub mod oci;
+pub mod ostree_tar;
 pub mod remotes;
 pub mod repo;
 pub mod sign;

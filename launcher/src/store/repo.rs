@@ -275,35 +275,35 @@ impl Repo {
             .collect())
     }
 
+    fn load_commit(&self, checksum: &str) -> Result<glib::Variant, RepoError> {
+        self.repo
+            .load_variant(ostree::ObjectType::Commit, checksum)
+            .map_err(self.fail(&format!("load commit {checksum}")))
+    }
+
+    fn commit_metadata(&self, checksum: &str) -> Result<glib::VariantDict, RepoError> {
+        Ok(glib::VariantDict::new(Some(
+            &self.load_commit(checksum)?.child_value(0),
+        )))
+    }
+
     /// The serialized commit object: the bytes a signature covers.
     pub fn commit_bytes(&self, checksum: &str) -> Result<Vec<u8>, RepoError> {
-        let commit = self
-            .repo
-            .load_variant(ostree::ObjectType::Commit, checksum)
-            .map_err(self.fail(&format!("load commit {checksum}")))?;
-        Ok(commit.data_as_bytes().to_vec())
+        Ok(self.load_commit(checksum)?.data_as_bytes().to_vec())
     }
 
     /// A string from a commit's metadata.
     pub fn commit_string(&self, checksum: &str, key: &str) -> Result<Option<String>, RepoError> {
-        let commit = self
-            .repo
-            .load_variant(ostree::ObjectType::Commit, checksum)
-            .map_err(self.fail(&format!("load commit {checksum}")))?;
-        let metadata = glib::VariantDict::new(Some(&commit.child_value(0)));
-        Ok(metadata
+        Ok(self
+            .commit_metadata(checksum)?
             .lookup_value(key, Some(glib::VariantTy::STRING))
             .and_then(|v| v.str().map(str::to_owned)))
     }
 
     /// The refs a commit says it was made for (`ostree.ref-binding`).
     pub fn ref_bindings(&self, checksum: &str) -> Result<Vec<String>, RepoError> {
-        let commit = self
-            .repo
-            .load_variant(ostree::ObjectType::Commit, checksum)
-            .map_err(self.fail(&format!("load commit {checksum}")))?;
-        let metadata = glib::VariantDict::new(Some(&commit.child_value(0)));
-        Ok(metadata
+        Ok(self
+            .commit_metadata(checksum)?
             .lookup::<Vec<String>>(REF_BINDING)
             .ok()
             .flatten()
@@ -312,11 +312,7 @@ impl Repo {
 
     /// When the commit was made, in seconds since the epoch.
     pub fn commit_timestamp(&self, checksum: &str) -> Result<u64, RepoError> {
-        let commit = self
-            .repo
-            .load_variant(ostree::ObjectType::Commit, checksum)
-            .map_err(self.fail(&format!("load commit {checksum}")))?;
-        Ok(ostree::commit_get_timestamp(&commit))
+        Ok(ostree::commit_get_timestamp(&self.load_commit(checksum)?))
     }
 
     /// The commit's detached metadata (an a{sv}), as bytes.
