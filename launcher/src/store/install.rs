@@ -72,6 +72,8 @@ pub enum InstallError {
     OciNoCatalog(String),
     #[error(transparent)]
     Oci(#[from] oci::OciError),
+    #[error("the deployment of {id} says it is {found}; refusing it")]
+    WrongMetadata { id: String, found: String },
     #[error("the image of {id} on remote {remote} holds {found} instead")]
     WrongImage {
         remote: String,
@@ -837,8 +839,7 @@ impl Installation {
     ) -> Result<Vec<export::ExportFile>, InstallError> {
         let metadata = AppMetadata::load(&deployment.join("metadata.toml"))?;
         if metadata.id.as_str() != id {
-            return Err(InstallError::WrongImage {
-                remote: "its origin".to_owned(),
+            return Err(InstallError::WrongMetadata {
                 id: id.to_owned(),
                 found: metadata.id.to_string(),
             });
