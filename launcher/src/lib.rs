@@ -9,6 +9,7 @@
 //! - [`instance`] records running sandboxes for `ps`, `kill` and `enter`.
 
 pub mod appid;
+pub mod busproxy;
 pub mod deploy;
 pub mod hostfacts;
 pub mod instance;
