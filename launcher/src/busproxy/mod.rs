@@ -22,3 +22,4 @@
 
 pub mod auth;
 pub mod message;
+pub mod policy;
