@@ -23,3 +23,4 @@
 pub mod auth;
 pub mod message;
 pub mod policy;
+pub mod server;
