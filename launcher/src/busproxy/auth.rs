@@ -561,6 +561,7 @@ impl ClientAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::busproxy::testing::XorShift;
 
     const UID: u32 = 1000;
     const GUID: [u8; 16] = [
@@ -985,23 +986,6 @@ mod tests {
         assert!(out.finished);
     }
 
-    /// A small deterministic generator, so the pseudo-fuzz below needs no
-    /// dependency and fails the same way every time.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     #[test]
     fn random_conversations_never_finish_without_ok_and_exact_begin() {
         let pieces: [&[u8]; 22] = [
@@ -1225,102 +1209,13 @@ mod tests {
     /// clients.
     mod interop {
         use super::super::*;
-        use std::io::{self, BufRead, BufReader, Read, Write};
-        use std::os::unix::fs::DirBuilderExt;
+        use crate::busproxy::testing::{have, start_daemon, ChildGuard, Daemon, TempDir};
+        use std::io::{self, Read, Write};
         use std::os::unix::net::{UnixListener, UnixStream};
-        use std::path::{Path, PathBuf};
-        use std::process::{Child, Command, Stdio};
-        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::process::{Command, Stdio};
         use std::time::{Duration, Instant};
 
         const TIMEOUT: Duration = Duration::from_secs(20);
-
-        /// A private directory, removed on drop.
-        struct TempDir(PathBuf);
-
-        impl TempDir {
-            fn new() -> Self {
-                static COUNT: AtomicUsize = AtomicUsize::new(0);
-                let path = std::env::temp_dir().join(format!(
-                    "appbox-busproxy-{}-{}",
-                    std::process::id(),
-                    COUNT.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&path)
-                    .unwrap();
-                Self(path)
-            }
-        }
-
-        impl Drop for TempDir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-
-        /// A child process, killed (by its pid) and reaped on drop.
-        struct Guard(Child);
-
-        impl Drop for Guard {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-
-        /// A private dbus-daemon; its fields drop in order: daemon, then dir.
-        struct Daemon {
-            _child: Guard,
-            socket: PathBuf,
-            _dir: TempDir,
-        }
-
-        fn start_daemon() -> Daemon {
-            let dir = TempDir::new();
-            let socket = dir.0.join("bus");
-            let config = dir.0.join("bus.conf");
-            std::fs::write(
-                &config,
-                format!(
-                    r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                    socket.display()
-                ),
-            )
-            .unwrap();
-            let mut child = Command::new("dbus-daemon")
-                .arg(format!("--config-file={}", config.display()))
-                .args(["--nofork", "--print-address"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("dbus-daemon is installed");
-            let stdout = child.stdout.take().unwrap();
-            let child = Guard(child);
-            // The address is printed once the socket is listening.
-            let mut address = String::new();
-            BufReader::new(stdout).read_line(&mut address).unwrap();
-            assert!(address.starts_with("unix:path="), "{address:?}");
-            Daemon {
-                _child: child,
-                socket,
-                _dir: dir,
-            }
-        }
 
         trait Handshake {
             fn feed(&mut self, input: &[u8]) -> Result<Step, AuthError>;
@@ -1415,7 +1310,7 @@ mod tests {
         }
 
         /// Accepts one connection, giving up if `tool` exits first.
-        fn accept(listener: &UnixListener, tool: &mut Guard) -> UnixStream {
+        fn accept(listener: &UnixListener, tool: &mut ChildGuard) -> UnixStream {
             listener.set_nonblocking(true).unwrap();
             let deadline = Instant::now() + TIMEOUT;
             loop {
@@ -1426,7 +1321,7 @@ mod tests {
                         return stream;
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                        if let Some(status) = tool.0.try_wait().unwrap() {
+                        if let Some(status) = tool.child().try_wait().unwrap() {
                             panic!("the client exited without connecting: {status}");
                         }
                         assert!(Instant::now() < deadline, "no connection");
@@ -1441,12 +1336,11 @@ mod tests {
         /// its bytes are spliced to dbus-daemon (authenticated by `ClientAuth`)
         /// and its call must succeed.
         fn through_both_handshakes(program: &str, args: &[&str], expect: &str) {
-            if !Path::new("/usr/bin").join(program).exists() {
-                eprintln!("{program} is not installed; skipped");
+            if !have(&format!("/usr/bin/{program}")) {
                 return;
             }
             let daemon = start_daemon();
-            let dir = TempDir::new();
+            let dir = TempDir::new("proxy");
             let proxy = dir.0.join("proxy");
             let listener = UnixListener::bind(&proxy).unwrap();
             let address = format!("unix:path={}", proxy.display());
@@ -1454,16 +1348,14 @@ mod tests {
                 .iter()
                 .map(|a| a.replace("@ADDRESS@", &address))
                 .collect();
-            let mut tool = Guard(
+            let mut tool = ChildGuard::spawn(
                 Command::new(program)
                     .args(&args)
                     .env_remove("DBUS_SESSION_BUS_ADDRESS")
                     .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap(),
+                    .stderr(Stdio::piped()),
             );
             let mut app = accept(&listener, &mut tool);
             let creds =
@@ -1490,7 +1382,7 @@ mod tests {
 
             let deadline = Instant::now() + TIMEOUT;
             let status = loop {
-                if let Some(status) = tool.0.try_wait().unwrap() {
+                if let Some(status) = tool.child().try_wait().unwrap() {
                     break status;
                 }
                 assert!(Instant::now() < deadline, "{program} did not finish");
@@ -1503,13 +1395,13 @@ mod tests {
             }
             let mut stdout = String::new();
             let mut stderr = String::new();
-            tool.0
+            tool.child()
                 .stdout
                 .take()
                 .unwrap()
                 .read_to_string(&mut stdout)
                 .unwrap();
-            tool.0
+            tool.child()
                 .stderr
                 .take()
                 .unwrap()

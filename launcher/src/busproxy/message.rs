@@ -1908,12 +1908,14 @@ pub fn method_return(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use crate::busproxy::testing::{
+        eavesdrop_rules, have, rejected_rules, start_daemon, stricter_rules, ChildGuard, Daemon,
+        TempDir, XorShift, DBUS_DAEMON,
+    };
+    use std::io::{ErrorKind, Read, Write};
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::net::{UnixListener, UnixStream};
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Output, Stdio};
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::process::{Command, Output, Stdio};
     use std::time::{Duration, Instant};
 
     const LE: Endian = Endian::Little;
@@ -3091,144 +3093,6 @@ mod tests {
         }
     }
 
-    /// Rules dbus-daemon refuses.
-    fn rejected_rules() -> Vec<String> {
-        [
-            "type='bogus'",
-            "type=''",
-            "type",
-            "type ",
-            "type='signal",
-            "foo='bar'",
-            "Type='signal'",
-            "path='/a/'",
-            "path='a'",
-            "path='/a',path_namespace='/b'",
-            "path_namespace='/a',path_namespace='/b'",
-            "type='signal',type='signal'",
-            "sender='x'",
-            "sender='a',sender='a.b'",
-            "member='a.b'",
-            "interface='nodot'",
-            "destination='a.'",
-            "arg64='x'",
-            "arg99999999999999999999='x'",
-            "arg1namespace='org.a'",
-            "arg0namespace='1bad'",
-            "arg0namespace='a.'",
-            "arg0='a',arg0='b'",
-            "arg0path='/a',arg0='b'",
-            "argx='y'",
-            "arg='y'",
-            "arg0p='y'",
-            "arg0pathx='y'",
-            "arg0x='y'",
-            "type='signal' member='Foo'",
-            "type='signal',,member='Foo'",
-            "'type'='signal'",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("arg0='{}'", "a".repeat(MAX_MATCH_RULE_LENGTH))])
-        .collect()
-    }
-
-    /// Rules dbus-daemon reads differently from how they look, which the
-    /// proxy refuses although dbus-daemon accepts them.
-    fn stricter_rules() -> Vec<String> {
-        [
-            "arg0x1='v'",
-            "arg01='v'",
-            "arg+1='v'",
-            "arg-0='v'",
-            "=x",
-            "=x,eavesdrop=true",
-            "type='method_call',=,eavesdrop=true",
-            "member='Probe', =,eavesdrop=true",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([
-            format!("{}eavesdrop=true", "eavesdrop=false,".repeat(16)),
-            format!("{}eavesdrop='true'", "eavesdrop=false , ".repeat(16)),
-        ])
-        .collect()
-    }
-
-    /// Rules with what `rule_requests_eavesdrop` must say. Every criterion
-    /// besides eavesdrop matches the probe call the daemon test sends.
-    fn eavesdrop_rules() -> Vec<(String, bool)> {
-        let refuse = [
-            "eavesdrop=true",
-            "eavesdrop='true'",
-            "eavesdrop =true",
-            "eavesdrop ='true'",
-            " eavesdrop='true'",
-            "\teavesdrop\t='true'",
-            "\neavesdrop\r\n=true",
-            "\r\n eavesdrop \t=true\t",
-            "eavesdrop=tr'ue'",
-            "eavesdrop='tr''ue'",
-            "eavesdrop=t'r'u'e'",
-            "eavesdrop=''true",
-            "eavesdrop=true''",
-            "eavesdrop=true,",
-            "eavesdrop=true, ",
-            "eavesdrop=true,\t",
-            "type='method_call',eavesdrop='true'",
-            "type='method_call' ,eavesdrop=true",
-            "type='method_call', eavesdrop =true",
-            "member='Probe',eavesdrop='true'",
-            "interface='org.example.Probe',eavesdrop=true,type='method_call'",
-            "eavesdrop=false,eavesdrop=true",
-            "eavesdrop=true,eavesdrop=false",
-            "eavesdrop= true",
-            " eavesdrop = false",
-            "eavesdrop= 'true'",
-            "eavesdrop='true' ",
-            "eavesdrop='true '",
-            "eavesdrop=TRUE",
-            "eavesdrop=True",
-            "EAVESDROP=true",
-            "Eavesdrop='true'",
-            "eavesdrop='1'",
-            "eavesdrop=yes",
-            "eavesdrop=\\'true\\'",
-            "eavesdrop=\"true\"",
-            "eavesdrop",
-            "eavesdrop=",
-            "eavesdrop='true",
-            "eaves drop=true",
-            "eavesdrop==true",
-            "type='method_call',eavesdrop='true',type='signal'",
-        ];
-        let allow = [
-            "",
-            "   ",
-            "type='method_call'",
-            "eavesdrop=false",
-            "eavesdrop='false'",
-            "eavesdrop=fal'se'",
-            "type='method_call',eavesdrop=false",
-            "type='signal',arg0='eavesdrop=true'",
-            "arg0='x,eavesdrop=true'",
-            "arg0=x\\,eavesdrop=true",
-            "arg0='it'\\''s',member='Probe'",
-            "member='Probe',arg1='eavesdrop=true'",
-            "sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',\
-             member='NameOwnerChanged',path='/org/freedesktop/DBus',arg0namespace='org.example'",
-            "path_namespace='/org/example',type='signal'",
-            "arg3path='/a/b/',destination=':1.5'",
-        ];
-        refuse
-            .iter()
-            .map(|r| (r.to_string(), true))
-            .chain(allow.iter().map(|r| (r.to_string(), false)))
-            .chain(stricter_rules().into_iter().map(|r| (r, true)))
-            .chain(rejected_rules().into_iter().map(|r| (r, true)))
-            .collect()
-    }
-
     #[test]
     fn every_eavesdrop_spelling_is_caught() {
         for (rule, refuse) in eavesdrop_rules() {
@@ -3262,22 +3126,6 @@ mod tests {
         assert!(parse_header(&message).is_ok());
         let elapsed = started.elapsed();
         assert!(elapsed < Duration::from_secs(10), "{elapsed:?} for 8 MiB");
-    }
-
-    /// A small deterministic generator for the robustness tests.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
     }
 
     #[test]
@@ -3351,86 +3199,6 @@ mod tests {
     }
 
     // ---- processes and sockets ------------------------------------------
-
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> TempDir {
-            static COUNT: AtomicU32 = AtomicU32::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "appbox-busmsg-{tag}-{}-{}",
-                std::process::id(),
-                COUNT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&path);
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&path)
-                .expect("create a temporary directory");
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// Kills its child by pid and reaps it, unless `finish` already did.
-    struct ChildGuard(Option<Child>);
-
-    impl ChildGuard {
-        fn spawn(command: &mut Command) -> ChildGuard {
-            ChildGuard(Some(command.spawn().expect("spawn")))
-        }
-
-        fn child(&mut self) -> &mut Child {
-            self.0.as_mut().expect("child still owned")
-        }
-
-        fn exited(&mut self) -> bool {
-            matches!(self.child().try_wait(), Ok(Some(_)))
-        }
-
-        /// Waits up to `timeout` for the child (then kills it); its output.
-        fn finish(mut self, timeout: Duration) -> Output {
-            let mut child = self.0.take().expect("child still owned");
-            let deadline = Instant::now() + timeout;
-            let status = loop {
-                if let Some(status) = child.try_wait().expect("try_wait") {
-                    break status;
-                }
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    break child.wait().expect("wait");
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            };
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
-            if let Some(mut pipe) = child.stdout.take() {
-                let _ = pipe.read_to_end(&mut stdout);
-            }
-            if let Some(mut pipe) = child.stderr.take() {
-                let _ = pipe.read_to_end(&mut stderr);
-            }
-            Output {
-                status,
-                stdout,
-                stderr,
-            }
-        }
-    }
-
-    impl Drop for ChildGuard {
-        fn drop(&mut self) {
-            if let Some(mut child) = self.0.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
 
     /// A connection after authentication, reading whole messages.
     struct Conn {
@@ -3578,14 +3346,6 @@ mod tests {
         (messages, output)
     }
 
-    fn have(program: &str) -> bool {
-        let found = Path::new(program).exists();
-        if !found {
-            eprintln!("skipped: {program} is not installed");
-        }
-        found
-    }
-
     /// Checks the `suasobiy` call both clients are asked to make.
     fn check_client_call(messages: &[Vec<u8>], output: &Output, expected_error: &str) {
         let hello = parse_header(&messages[0]).unwrap();
@@ -3686,49 +3446,24 @@ mod tests {
         );
     }
 
-    /// A private dbus-daemon on a socket in a temporary directory.
+    /// A private dbus-daemon, and the uid its clients authenticate as (ours).
     struct RealBus {
-        socket: PathBuf,
+        daemon: Daemon,
         uid: u32,
-        // Fields drop in order: the daemon dies before its directory goes.
-        _daemon: ChildGuard,
-        _dir: TempDir,
     }
 
     impl RealBus {
         fn start() -> Option<RealBus> {
-            if !have("/usr/bin/dbus-daemon") {
+            if !have(DBUS_DAEMON) {
                 return None;
             }
-            let dir = TempDir::new("daemon");
-            let socket = dir.0.join("bus");
-            let mut daemon = ChildGuard::spawn(
-                Command::new("/usr/bin/dbus-daemon")
-                    .arg("--session")
-                    .arg("--nofork")
-                    .arg("--print-address")
-                    .arg(format!("--address=unix:path={}", socket.display()))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null()),
-            );
-            let stdout = daemon.child().stdout.take().expect("stdout");
-            let mut address = String::new();
-            BufReader::new(stdout)
-                .read_line(&mut address)
-                .expect("dbus-daemon's address");
-            assert!(address.starts_with("unix:path="), "{address:?}");
-            let uid = std::fs::metadata(&dir.0).expect("stat").uid();
-            Some(RealBus {
-                socket,
-                uid,
-                _daemon: daemon,
-                _dir: dir,
-            })
+            let daemon = start_daemon();
+            let uid = std::fs::metadata(&daemon.dir.0).expect("stat").uid();
+            Some(RealBus { daemon, uid })
         }
 
         fn connect(&self) -> Conn {
-            let mut stream = UnixStream::connect(&self.socket).expect("connect");
+            let mut stream = UnixStream::connect(&self.daemon.socket).expect("connect");
             stream.set_read_timeout(Some(TIMEOUT)).unwrap();
             let hex: String = self
                 .uid

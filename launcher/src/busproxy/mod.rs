@@ -24,3 +24,5 @@ pub mod auth;
 pub mod message;
 pub mod policy;
 pub mod server;
+#[cfg(test)]
+mod testing;

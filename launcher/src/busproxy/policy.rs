@@ -947,7 +947,8 @@ fn three_strings<'a>(msg: &'a [u8], header: &Header) -> Option<(&'a str, &'a str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::busproxy::message::{Endian, FLAG_NO_REPLY_EXPECTED, MAX_MATCH_RULE_LENGTH};
+    use crate::busproxy::message::{Endian, FLAG_NO_REPLY_EXPECTED};
+    use crate::busproxy::testing::{eavesdrop_rules, XorShift};
 
     const LE: Endian = Endian::Little;
     const BE: Endian = Endian::Big;
@@ -1532,134 +1533,6 @@ mod tests {
                 Decision::Drop
             );
         }
-    }
-
-    /// The rules of message.rs's `eavesdrop_rules()`, `stricter_rules()` and
-    /// `rejected_rules()`, with what the proxy must do.
-    fn eavesdrop_rules() -> Vec<(String, bool)> {
-        let refuse = [
-            "eavesdrop=true",
-            "eavesdrop='true'",
-            "eavesdrop =true",
-            "eavesdrop ='true'",
-            " eavesdrop='true'",
-            "\teavesdrop\t='true'",
-            "\neavesdrop\r\n=true",
-            "\r\n eavesdrop \t=true\t",
-            "eavesdrop=tr'ue'",
-            "eavesdrop='tr''ue'",
-            "eavesdrop=t'r'u'e'",
-            "eavesdrop=''true",
-            "eavesdrop=true''",
-            "eavesdrop=true,",
-            "eavesdrop=true, ",
-            "eavesdrop=true,\t",
-            "type='method_call',eavesdrop='true'",
-            "type='method_call' ,eavesdrop=true",
-            "type='method_call', eavesdrop =true",
-            "member='Probe',eavesdrop='true'",
-            "interface='org.example.Probe',eavesdrop=true,type='method_call'",
-            "eavesdrop=false,eavesdrop=true",
-            "eavesdrop=true,eavesdrop=false",
-            "eavesdrop= true",
-            " eavesdrop = false",
-            "eavesdrop= 'true'",
-            "eavesdrop='true' ",
-            "eavesdrop='true '",
-            "eavesdrop=TRUE",
-            "eavesdrop=True",
-            "EAVESDROP=true",
-            "Eavesdrop='true'",
-            "eavesdrop='1'",
-            "eavesdrop=yes",
-            "eavesdrop=\\'true\\'",
-            "eavesdrop=\"true\"",
-            "eavesdrop",
-            "eavesdrop=",
-            "eavesdrop='true",
-            "eaves drop=true",
-            "eavesdrop==true",
-            "type='method_call',eavesdrop='true',type='signal'",
-            // stricter_rules()
-            "arg0x1='v'",
-            "arg01='v'",
-            "arg+1='v'",
-            "arg-0='v'",
-            "=x",
-            "=x,eavesdrop=true",
-            "type='method_call',=,eavesdrop=true",
-            "member='Probe', =,eavesdrop=true",
-            // rejected_rules()
-            "type='bogus'",
-            "type=''",
-            "type",
-            "type ",
-            "type='signal",
-            "foo='bar'",
-            "Type='signal'",
-            "path='/a/'",
-            "path='a'",
-            "path='/a',path_namespace='/b'",
-            "path_namespace='/a',path_namespace='/b'",
-            "type='signal',type='signal'",
-            "sender='x'",
-            "sender='a',sender='a.b'",
-            "member='a.b'",
-            "interface='nodot'",
-            "destination='a.'",
-            "arg64='x'",
-            "arg99999999999999999999='x'",
-            "arg1namespace='org.a'",
-            "arg0namespace='1bad'",
-            "arg0namespace='a.'",
-            "arg0='a',arg0='b'",
-            "arg0path='/a',arg0='b'",
-            "argx='y'",
-            "arg='y'",
-            "arg0p='y'",
-            "arg0pathx='y'",
-            "arg0x='y'",
-            "type='signal' member='Foo'",
-            "type='signal',,member='Foo'",
-            "'type'='signal'",
-        ];
-        let allow = [
-            "",
-            "   ",
-            "type='method_call'",
-            "eavesdrop=false",
-            "eavesdrop='false'",
-            "eavesdrop=fal'se'",
-            "type='method_call',eavesdrop=false",
-            "type='signal',arg0='eavesdrop=true'",
-            "arg0='x,eavesdrop=true'",
-            "arg0=x\\,eavesdrop=true",
-            "arg0='it'\\''s',member='Probe'",
-            "member='Probe',arg1='eavesdrop=true'",
-            "sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',\
-             member='NameOwnerChanged',path='/org/freedesktop/DBus',arg0namespace='org.example'",
-            "path_namespace='/org/example',type='signal'",
-            "arg3path='/a/b/',destination=':1.5'",
-        ];
-        refuse
-            .iter()
-            .map(|r| (r.to_string(), true))
-            .chain([
-                (
-                    format!("{}eavesdrop=true", "eavesdrop=false,".repeat(16)),
-                    true,
-                ),
-                (
-                    format!("{}eavesdrop='true'", "eavesdrop=false , ".repeat(16)),
-                    true,
-                ),
-                (
-                    format!("arg0='{}'", "a".repeat(MAX_MATCH_RULE_LENGTH)),
-                    true,
-                ),
-            ])
-            .chain(allow.iter().map(|r| (r.to_string(), false)))
-            .collect()
     }
 
     #[test]
@@ -2413,23 +2286,6 @@ mod tests {
         assert!(f.tracked_entries() <= 5 * MAX_TRACKED);
     }
 
-    /// A small deterministic generator (xorshift64*), so the test needs no
-    /// dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     #[test]
     fn random_mutated_messages_never_panic_and_state_stays_bounded() {
         let mut pool: Vec<(bool, Vec<u8>)> = Vec::new();
@@ -2504,7 +2360,7 @@ mod tests {
                 pool.extend(from_bus.into_iter().map(|m| (false, m)));
             }
         }
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         let mut f = started(policy(), LE);
         let mut disconnects = 0;
         for round in 0..40_000u32 {

@@ -713,11 +713,11 @@ mod tests {
     use crate::busproxy::message::{
         build_message, parse_header, Arg, Header, MessageType, OutgoingFields,
     };
+    use crate::busproxy::testing::{start_daemon, Daemon};
     use crate::permissions::{Change, Permissions};
-    use std::io::{BufRead, BufReader, Write};
-    use std::os::unix::fs::DirBuilderExt;
+    use std::io::Write;
     use std::path::PathBuf;
-    use std::process::{Child, Command, Output, Stdio};
+    use std::process::{Command, Output, Stdio};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread::JoinHandle;
 
@@ -773,92 +773,6 @@ mod tests {
     }
 
     // ---- against dbus-daemon ----------------------------------------------
-
-    /// A private directory, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> Self {
-            static COUNT: AtomicUsize = AtomicUsize::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "appbox-busproxy-server-{}-{}",
-                std::process::id(),
-                COUNT.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&path)
-                .unwrap();
-            Self(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    /// A child process, killed (by its pid) and reaped on drop.
-    struct Guard(Child);
-
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// A private dbus-daemon; its fields drop in order: daemon, then dir.
-    struct Daemon {
-        _child: Guard,
-        socket: PathBuf,
-        dir: TempDir,
-    }
-
-    fn start_daemon() -> Daemon {
-        let dir = TempDir::new();
-        let socket = dir.0.join("bus");
-        let config = dir.0.join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                socket.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("/usr/bin/dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--print-address"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon is installed");
-        let stdout = child.stdout.take().unwrap();
-        let child = Guard(child);
-        let mut address = String::new();
-        BufReader::new(stdout).read_line(&mut address).unwrap();
-        assert!(address.starts_with("unix:path="), "{address:?}");
-        Daemon {
-            _child: child,
-            socket,
-            dir,
-        }
-    }
 
     /// `serve` on a thread; stopped (through its stop socket) and joined on drop.
     struct Proxy {
