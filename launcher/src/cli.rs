@@ -8,6 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use appbox::appid::AppId;
+use appbox::busproxy;
+use appbox::busproxy::instance::ProxyProcess;
+use appbox::busproxy::policy::Policy;
 use appbox::deploy;
 use appbox::hostfacts::HostFacts;
 use appbox::instance::{self, InstanceRecord, Registry};
@@ -255,6 +258,33 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     request.overrides = overrides_in_order(matches)?;
     request.command = args.command;
     request.args = args.args;
+    // The sandbox's session bus is a filtering proxy of the host's, when the
+    // host has one. It is forked now, while this process is single-threaded.
+    let upstream = plan::host_session_bus(&facts);
+    let host_has_bus = upstream
+        .symlink_metadata()
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+    let proxy = if host_has_bus && !args.print_plan {
+        let mut permissions = plan::effective_permissions(&request.metadata, &request.overrides);
+        // As Flatpak does: an app may own its own names (GApplication and
+        // MPRIS ask for them).
+        let id = request.metadata.id.as_str();
+        permissions.own_names.insert(format!("{id}.*"));
+        permissions
+            .own_names
+            .insert(format!("org.mpris.MediaPlayer2.{id}.*"));
+        // No portal names yet: on the host bus the host's xdg-desktop-portal
+        // would see the proxy, an unconfined host process, and grant the app
+        // what it grants host apps. appbox's own portal will be named here.
+        let policy = Policy::new(&permissions, &[]);
+        Some(ProxyProcess::start(&facts.runtime_dir, &upstream, policy)?)
+    } else {
+        None
+    };
+    request.bus_proxy_socket = match &proxy {
+        Some(proxy) => Some(proxy.socket()),
+        None => host_has_bus.then(|| busproxy::instance::socket_path(&facts.runtime_dir)),
+    };
     request.build_dir = args
         .build_dir
         .map(|dir| {
@@ -293,6 +323,7 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     }
     let code = running.wait();
     drop(guard);
+    drop(proxy);
     Ok(code)
 }
 

@@ -89,6 +89,7 @@ fn request(metadata: AppMetadata, app_files: PathBuf) -> LaunchRequest {
         overrides: Vec::new(),
         command: None,
         args: Vec::new(),
+        bus_proxy_socket: None,
         build_dir: None,
     }
 }

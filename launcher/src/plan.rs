@@ -41,6 +41,10 @@ pub struct LaunchRequest {
     /// Replaces the metadata's command.
     pub command: Option<String>,
     pub args: Vec<String>,
+    /// The socket of this launch's filtering bus proxy (see `busproxy`),
+    /// which becomes the sandbox's session bus. `None` when the host has no
+    /// session bus.
+    pub bus_proxy_socket: Option<PathBuf>,
     /// Set when the sandbox runs a manifest's build commands: this host
     /// directory becomes `/run/build`, the working directory, and `/app` is
     /// writable so the build can install into it.
@@ -394,7 +398,7 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
         );
     }
 
-    sockets(&mut b, &permissions);
+    sockets(&mut b, &permissions, request.bus_proxy_socket.as_deref());
     devices(&mut b, &permissions);
 
     let chown_to = facts.is_root().then_some((app_uid, app_gid));
@@ -959,7 +963,7 @@ fn x11_display_number(display: &str) -> Option<&str> {
     (!number.is_empty() && number.bytes().all(|c| c.is_ascii_digit())).then_some(number)
 }
 
-fn sockets(b: &mut Builder, permissions: &Permissions) {
+fn sockets(b: &mut Builder, permissions: &Permissions, bus_proxy: Option<&Path>) {
     let facts = b.facts;
     let has = |s: Socket| permissions.sockets.contains(&s);
     let wayland_granted = has(Socket::Wayland);
@@ -1020,13 +1024,16 @@ fn sockets(b: &mut Builder, permissions: &Permissions) {
     if has(Socket::Pipewire) {
         b.runtime_socket(facts.runtime_dir.join("pipewire-0"), "pipewire-0");
     }
-    if has(Socket::SessionBus) {
-        let source = facts
-            .env
-            .get("DBUS_SESSION_BUS_ADDRESS")
-            .and_then(|a| unix_path_of_bus_address(a))
-            .filter(|p| clean_absolute(p))
-            .unwrap_or_else(|| facts.runtime_dir.join("bus"));
+    // The session bus is the launch's proxy, which filters by the app's
+    // talk/own/see names (all of the bus with socket=session-bus) and tells
+    // the app's identity from the socket. Without a proxy, only
+    // socket=session-bus shares the host's bus, unfiltered.
+    let session_bus = match bus_proxy {
+        Some(proxy) => Some(proxy.to_owned()),
+        None if has(Socket::SessionBus) => Some(host_session_bus(facts)),
+        None => None,
+    };
+    if let Some(source) = session_bus {
         let dest = b.runtime_socket(source, "bus");
         b.env.insert(
             "DBUS_SESSION_BUS_ADDRESS".into(),
@@ -1085,6 +1092,17 @@ fn sockets(b: &mut Builder, permissions: &Permissions) {
 }
 
 /// The path of a `unix:path=...` D-Bus address; abstract addresses have none.
+/// The host's session bus socket: from DBUS_SESSION_BUS_ADDRESS when it names
+/// a clean absolute `unix:path=`, else `$XDG_RUNTIME_DIR/bus`.
+pub fn host_session_bus(facts: &HostFacts) -> PathBuf {
+    facts
+        .env
+        .get("DBUS_SESSION_BUS_ADDRESS")
+        .and_then(|a| unix_path_of_bus_address(a))
+        .filter(|p| clean_absolute(p))
+        .unwrap_or_else(|| facts.runtime_dir.join("bus"))
+}
+
 fn unix_path_of_bus_address(address: &str) -> Option<PathBuf> {
     address
         .split(';')

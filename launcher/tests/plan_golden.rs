@@ -143,6 +143,7 @@ fn request(permissions: &[&str], overrides: &[&str]) -> LaunchRequest {
             .collect(),
         command: None,
         args: Vec::new(),
+        bus_proxy_socket: None,
         build_dir: None,
     }
 }
@@ -244,6 +245,13 @@ fn cases() -> Vec<Case> {
     cases.push(Case {
         name: "build",
         request: build,
+        facts: user_facts(),
+    });
+    let mut proxied = request(&["--talk-name=org.example.Service"], &[]);
+    proxied.bus_proxy_socket = Some(PathBuf::from("/run/user/1000/appbox/bus/4242/bus"));
+    cases.push(Case {
+        name: "bus-proxy",
+        request: proxied,
         facts: user_facts(),
     });
     let mut command = request(&[], &[]);

@@ -21,6 +21,7 @@
 //! binary message by [`message`].
 
 pub mod auth;
+pub mod instance;
 pub mod message;
 pub mod policy;
 pub mod server;

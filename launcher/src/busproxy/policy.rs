@@ -175,8 +175,8 @@ pub struct Policy {
 
 impl Policy {
     /// Levels from `talk-name`, `own-name` and `see-name`, plus TALK for the
-    /// portal: [`DEFAULT_PORTAL_NAMES`] and every name in `portal_names`
-    /// (with Flatpak's broadcast rule for both). `socket=session-bus` grants
+    /// portal names in `portal_names` (with Flatpak's broadcast rule), such
+    /// as [`DEFAULT_PORTAL_NAMES`] once appbox's portal serves them. `socket=session-bus` grants
     /// the whole bus, so it gives [`Policy::unfiltered`].
     ///
     /// Grants for unique names (`:1.5`) or empty names are ignored: the
@@ -196,7 +196,7 @@ impl Policy {
         for name in &permissions.own_names {
             policy.grant(name, Access::OWN);
         }
-        for name in DEFAULT_PORTAL_NAMES.iter().chain(portal_names) {
+        for name in portal_names {
             policy.grant(name, Access::PORTAL);
         }
         policy
@@ -978,7 +978,7 @@ mod tests {
                 &["org.example.App", "org.example.App.*"],
                 &["org.example.Seen"],
             ),
-            &[],
+            DEFAULT_PORTAL_NAMES,
         )
     }
 
@@ -1210,7 +1210,7 @@ mod tests {
                 &["org.example.Own.*", "org.example.Both"],
                 &["org.example.Seen", "org.example.Talk"],
             ),
-            &["org.appbox.Portal"],
+            &["org.freedesktop.portal.*", "org.appbox.Portal"],
         );
         assert!(!p.is_unfiltered());
         assert_eq!(p.level("org.example.Seen"), Level::See);

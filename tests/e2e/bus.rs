@@ -1,0 +1,211 @@
+//! The sandbox's session bus is appbox's filtering proxy: a real dbus-daemon
+//! on the host, a real service on it, and dbus-send inside the sandbox.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use appbox_tests::{make_readable, require_programs, World};
+
+/// A session bus and a service owning `org.example.Service` on it, run as the
+/// world's user; both stopped when dropped.
+struct HostBus {
+    socket: PathBuf,
+    daemon: Child,
+    service: Option<Child>,
+}
+
+const SERVICE: &str = r#"
+from gi.repository import Gio, GLib
+xml = "<node><interface name='org.example.Service'><method name='Ping'><arg type='s' direction='out'/></method></interface></node>"
+interface = Gio.DBusNodeInfo.new_for_xml(xml).interfaces[0]
+def call(conn, sender, path, iface, method, params, invocation):
+    invocation.return_value(GLib.Variant('(s)', ('pong',)))
+def bus_acquired(conn, name):
+    conn.register_object('/org/example/Service', interface, call, None, None)
+Gio.bus_own_name(Gio.BusType.SESSION, 'org.example.Service', 0, bus_acquired, None, None)
+GLib.MainLoop().run()
+"#;
+
+impl HostBus {
+    fn start(world: &World) -> HostBus {
+        require_programs(&[
+            "/usr/bin/dbus-daemon",
+            "/usr/bin/dbus-send",
+            "/usr/bin/python3",
+        ]);
+        // Where a desktop session has it: $XDG_RUNTIME_DIR/bus.
+        let socket = world.runtime_dir.join("bus");
+        let mut daemon = Command::new("/usr/bin/dbus-daemon");
+        daemon
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address=unix:path={}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        world.prepare(&mut daemon);
+        let daemon = daemon.spawn().unwrap();
+        let mut bus = HostBus {
+            socket,
+            daemon,
+            service: None,
+        };
+        wait_until(|| bus.socket.exists());
+        let mut service = Command::new("/usr/bin/python3");
+        service.args(["-c", SERVICE]).stdin(Stdio::null());
+        world.prepare(&mut service);
+        service.env("DBUS_SESSION_BUS_ADDRESS", bus.address());
+        bus.service = Some(service.spawn().unwrap());
+        wait_until(|| bus.host_names(world).contains("org.example.Service"));
+        bus
+    }
+
+    fn address(&self) -> String {
+        format!("unix:path={}", self.socket.display())
+    }
+
+    /// ListNames on the host bus itself.
+    fn host_names(&self, world: &World) -> String {
+        let mut cmd = Command::new("/usr/bin/dbus-send");
+        cmd.args(["--session", "--print-reply", "--dest=org.freedesktop.DBus"])
+            .args(["/org/freedesktop/DBus", "org.freedesktop.DBus.ListNames"]);
+        world.prepare(&mut cmd);
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.address());
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+    }
+}
+
+impl Drop for HostBus {
+    fn drop(&mut self) {
+        for child in self.service.iter_mut().chain([&mut self.daemon]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_until(mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An unpacked app whose command is the host's dbus-send.
+fn dbus_send_app(world: &World, permissions: &[&str]) -> PathBuf {
+    let dir = world.root.join("apps/org.appbox.BusTest");
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    let permissions: Vec<String> = permissions.iter().map(|p| format!("{p:?}")).collect();
+    world.write(
+        &dir.join("metadata.toml"),
+        &format!(
+            "id = \"org.appbox.BusTest\"\nname = \"Bus test\"\ncommand = \"/usr/bin/dbus-send\"\nruntime = \"host\"\npermissions = [{}]\n",
+            permissions.join(", ")
+        ),
+    );
+    make_readable(&world.root.join("apps"));
+    dir
+}
+
+fn run(world: &World, bus: Option<&HostBus>, app: &Path, args: &[&str]) -> Output {
+    let mut cmd = world.run_app(app, &[], args);
+    if let Some(bus) = bus {
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", bus.address());
+    }
+    cmd.stdin(Stdio::null()).output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+const LIST_NAMES: &[&str] = &[
+    "--session",
+    "--print-reply",
+    "--dest=org.freedesktop.DBus",
+    "/org/freedesktop/DBus",
+    "org.freedesktop.DBus.ListNames",
+];
+const PING: &[&str] = &[
+    "--session",
+    "--print-reply",
+    "--dest=org.example.Service",
+    "/org/example/Service",
+    "org.example.Service.Ping",
+];
+
+#[test]
+fn the_sandbox_bus_shows_only_what_the_app_may_talk_to() {
+    let world = World::new();
+    let bus = HostBus::start(&world);
+    assert!(bus.host_names(&world).contains("org.example.Service"));
+
+    // No bus permissions: the service is neither listed nor reachable.
+    let plain = dbus_send_app(&world, &[]);
+    let names = run(&world, Some(&bus), &plain, LIST_NAMES);
+    assert!(names.status.success(), "{}", text(&names));
+    let listed = String::from_utf8_lossy(&names.stdout);
+    assert!(
+        listed.contains("org.freedesktop.DBus") && !listed.contains("org.example.Service"),
+        "{listed}"
+    );
+    let ping = run(&world, Some(&bus), &plain, PING);
+    assert!(!ping.status.success(), "{}", text(&ping));
+    assert!(
+        String::from_utf8_lossy(&ping.stderr).contains("ServiceUnknown"),
+        "{}",
+        text(&ping)
+    );
+
+    // Eavesdropping is refused, in the spelling xdg-dbus-proxy 0.1.7 let through too.
+    for rule in ["eavesdrop=true", "eavesdrop =true"] {
+        let mut args = LIST_NAMES[..4].to_vec();
+        args.push("org.freedesktop.DBus.AddMatch");
+        let arg = format!("string:{rule}");
+        args.push(&arg);
+        let output = run(&world, Some(&bus), &plain, &args);
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("AccessDenied"),
+            "{rule}: {}",
+            text(&output)
+        );
+    }
+
+    // talk-name reaches the service.
+    let talker = dbus_send_app(&world, &["--talk-name=org.example.Service"]);
+    let ping = run(&world, Some(&bus), &talker, PING);
+    assert!(ping.status.success(), "{}", text(&ping));
+    assert!(
+        String::from_utf8_lossy(&ping.stdout).contains("pong"),
+        "{}",
+        text(&ping)
+    );
+
+    // socket=session-bus: the whole bus, still through the proxy.
+    let everything = dbus_send_app(&world, &["--socket=session-bus"]);
+    let names = run(&world, Some(&bus), &everything, LIST_NAMES);
+    assert!(
+        String::from_utf8_lossy(&names.stdout).contains("org.example.Service"),
+        "{}",
+        text(&names)
+    );
+    let ping = run(&world, Some(&bus), &everything, PING);
+    assert!(ping.status.success(), "{}", text(&ping));
+}
+
+#[test]
+fn without_a_host_bus_the_sandbox_has_none() {
+    let world = World::new();
+    let app = dbus_send_app(&world, &[]);
+    let output = run(&world, None, &app, LIST_NAMES);
+    assert!(!output.status.success(), "{}", text(&output));
+    let proxies = world.runtime_dir.join("appbox/bus");
+    let left = std::fs::read_dir(&proxies).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "no proxy socket is left behind");
+}
