@@ -14,6 +14,8 @@
 #                                 uts and cgroup)
 #   /bin/true                     no sandbox at all
 #   flatpak run                   a trivial app, when it can be set up offline
+#   appbox run, with a bus        the same app with a session bus on the host,
+#                                 so that appbox forks its bus proxy
 # and prints the medians and the ratios against the targets (appbox ≤ 0.8× bwrap,
 # ≤ 0.12× flatpak run). It then reads VmRSS and VmHWM of the appbox monitor and
 # of bwrap while a sandboxed `sleep 1` runs (target: ≤ 2 MB for appbox).
@@ -57,6 +59,7 @@ appbox_built="$(realpath -m "$target_dir")/release/appbox"
 # hyperfine -N splits commands on spaces, so the work dir must have none: /tmp.
 work=$(mktemp -d /tmp/appbox-bench.XXXXXX)
 cleanup() {
+    [[ -z ${bus_pid:-} ]] || kill "$bus_pid" 2>/dev/null || true
     # Flatpak checkouts are read-only; make them removable first.
     chmod -R u+w "$work" 2>/dev/null || true
     rm -rf -- "$work"
@@ -180,6 +183,20 @@ as_bench_user python3 "$PWD/tests/bench/plan-to-bwrap.py" "$work/same/plan.json"
     >"$work/same/command" || die "cannot turn the plan into a bwrap command"
 same_sandbox=$(cat "$work/same/command")
 
+# --- a session bus, for the launch with the bus proxy -------------------------
+#
+# With a session bus on the host, `appbox run` forks a filtering proxy for the
+# sandbox; this measures what that costs. The other commands get no bus.
+bus_cmd=()
+if command -v dbus-daemon >/dev/null 2>&1; then
+    mkdir -m 0755 "$work/bus"
+    [[ -z ${as_user[*]} ]] || chown "$TEST_USER:" "$work/bus"
+    bus_pid=$(as_bench_user dbus-daemon --session --fork --print-pid=1 --nopidfile \
+        --address="unix:path=$work/bus/socket")
+    bus_cmd=(-n "appbox run, with a session bus"
+        "env DBUS_SESSION_BUS_ADDRESS=unix:path=$work/bus/socket $work/appbox run --app-dir $work/true-app")
+fi
+
 # --- launch time ---------------------------------------------------------------
 
 echo "bench: measuring launch times $who ($RUNS runs after $WARMUP warm-ups each)..."
@@ -191,7 +208,7 @@ if ! as_bench_user hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic 
     -n "bwrap, minimal sandbox" "$BWRAP_ARGS /usr/bin/true" \
     -n "bwrap, appbox's sandbox" "$same_sandbox" \
     -n "appbox run --app-dir" "$work/appbox run --app-dir $work/true-app" \
-    "${flatpak_cmd[@]}" >"$work/out/hyperfine.log" 2>&1; then
+    "${bus_cmd[@]}" "${flatpak_cmd[@]}" >"$work/out/hyperfine.log" 2>&1; then
     cat "$work/out/hyperfine.log" >&2
     die "hyperfine failed (output above)"
 fi
@@ -254,6 +271,7 @@ rows = [
     ("appbox / floor (unshare)", APPBOX, "unshare -Urmpf --mount-proc (floor)", None),
     ("appbox / flatpak run", APPBOX, "flatpak run (trivial app)", 0.12),
     ("namespaces alone / bwrap", "unshare, appbox's namespaces", "bwrap, minimal sandbox", None),
+    ("with the bus / without", "appbox run, with a session bus", APPBOX, None),
 ]
 print()
 print(f"  {'ratio':<28} {'value':>7}   target")
