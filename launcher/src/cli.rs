@@ -9,7 +9,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use appbox::appid::AppId;
 use appbox::busproxy;
-use appbox::busproxy::instance::ProxyProcess;
+use appbox::busproxy::instance::ProxySocket;
 use appbox::busproxy::policy::Policy;
 use appbox::deploy;
 use appbox::hostfacts::HostFacts;
@@ -258,39 +258,28 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     request.overrides = overrides_in_order(matches)?;
     request.command = args.command;
     request.args = args.args;
-    // The sandbox's session bus is a filtering proxy of the host's, when the
-    // host has one. It is forked now, while this process is single-threaded.
-    let upstream = plan::host_session_bus(&facts);
-    let host_has_bus = upstream
-        .symlink_metadata()
-        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
-    let proxy = if host_has_bus && !args.print_plan {
-        let mut permissions = plan::effective_permissions(&request.metadata, &request.overrides);
-        // As Flatpak does: an app may own its own names (GApplication and
-        // MPRIS ask for them).
-        let id = request.metadata.id.as_str();
-        permissions.own_names.insert(format!("{id}.*"));
-        permissions
-            .own_names
-            .insert(format!("org.mpris.MediaPlayer2.{id}.*"));
-        // No portal names yet: on the host bus the host's xdg-desktop-portal
-        // would see the proxy, an unconfined host process, and grant the app
-        // what it grants host apps. appbox's own portal will be named here.
-        let policy = Policy::new(&permissions, &[]);
-        Some(ProxyProcess::start(&facts.runtime_dir, &upstream, policy)?)
-    } else {
-        None
-    };
-    request.bus_proxy_socket = match &proxy {
-        Some(proxy) => Some(proxy.socket()),
-        None => host_has_bus.then(|| busproxy::instance::socket_path(&facts.runtime_dir)),
-    };
     request.build_dir = args
         .build_dir
         .map(|dir| {
             std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
         })
         .transpose()?;
+    // The sandbox's session bus is a filtering proxy of the host's, when the
+    // host has one. Its socket exists before the sandbox (which mounts it);
+    // the proxy itself is forked once the app runs.
+    let upstream = plan::host_session_bus(&facts);
+    let host_has_bus = upstream
+        .symlink_metadata()
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+    let bus_socket = if host_has_bus && !args.print_plan {
+        Some(ProxySocket::bind(&facts.runtime_dir)?)
+    } else {
+        None
+    };
+    request.bus_proxy_socket = match &bus_socket {
+        Some(socket) => Some(socket.path()),
+        None => host_has_bus.then(|| busproxy::instance::socket_path(&facts.runtime_dir)),
+    };
 
     let plan = plan::plan(&request, &facts)?;
     for note in &plan.notes {
@@ -308,6 +297,10 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     }
     let registry = Registry::open(&facts.runtime_dir)?;
     let running = sandbox::launch(&plan, &facts.home, &disabled)?;
+    let proxy = match bus_socket {
+        Some(socket) => Some(socket.serve(&upstream, bus_policy(&request))?),
+        None => None,
+    };
     let record = InstanceRecord {
         instance: 0,
         app_id: plan.app_id.to_string(),
@@ -345,6 +338,21 @@ fn exec_store() -> Result<i32> {
             me.display()
         )
     })
+}
+
+/// What the app may do on its session bus: its effective permissions, plus,
+/// as Flatpak does, its own names (GApplication and MPRIS ask for them).
+/// No portal names yet: on the host bus, the host's xdg-desktop-portal would
+/// see the proxy, an unconfined host process, and grant the app what it
+/// grants host apps. appbox's own portal will be named here.
+fn bus_policy(request: &plan::LaunchRequest) -> Policy {
+    let mut permissions = plan::effective_permissions(&request.metadata, &request.overrides);
+    let id = request.metadata.id.as_str();
+    permissions.own_names.insert(format!("{id}.*"));
+    permissions
+        .own_names
+        .insert(format!("org.mpris.MediaPlayer2.{id}.*"));
+    Policy::new(&permissions, &[])
 }
 
 fn ps(json: bool) -> Result<()> {

@@ -12,7 +12,6 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::policy::Policy;
@@ -32,6 +31,14 @@ pub enum ProxyError {
     Fork(#[source] nix::errno::Errno),
 }
 
+/// The proxy's socket, bound before the sandbox exists (the sandbox mounts
+/// it); connections wait in its backlog until the proxy is forked.
+pub struct ProxySocket {
+    /// Taken by `serve`, which also takes `dir` (leaving it empty).
+    listener: Option<UnixListener>,
+    dir: PathBuf,
+}
+
 /// A running proxy; dropping it stops the proxy and removes its socket.
 pub struct ProxyProcess {
     pid: Pid,
@@ -49,11 +56,9 @@ fn bus_dir(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join("appbox/bus")
 }
 
-impl ProxyProcess {
-    /// Listens on [`socket_path`] and forks the proxy, which relays to the
-    /// real bus at `upstream` under `policy`. The caller must be
-    /// single-threaded.
-    pub fn start(runtime_dir: &Path, upstream: &Path, policy: Policy) -> Result<Self, ProxyError> {
+impl ProxySocket {
+    /// Listens on [`socket_path`].
+    pub fn bind(runtime_dir: &Path) -> Result<Self, ProxyError> {
         let io = |what, path: &Path| {
             let path = path.to_owned();
             move |source| ProxyError::Io { what, path, source }
@@ -70,14 +75,33 @@ impl ProxyProcess {
         let socket = socket_path(runtime_dir);
         let dir = socket.parent().unwrap_or(&parent).to_owned();
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).map_err(io("create", &dir))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(io("protect", &dir))?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io("create", &dir))?;
         let listener = UnixListener::bind(&socket).map_err(io("listen on", &socket))?;
         // Reached only through the bind mount into the sandbox, where the app
         // may run as another uid (65534 when root launches).
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))
             .map_err(io("open up", &socket))?;
+        Ok(ProxySocket {
+            listener: Some(listener),
+            dir,
+        })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("bus")
+    }
+
+    /// Forks the proxy, which relays to the real bus at `upstream` under
+    /// `policy`. Forked once the app runs, so the launch does not wait for
+    /// it. The caller must be single-threaded.
+    pub fn serve(mut self, upstream: &Path, policy: Policy) -> Result<ProxyProcess, ProxyError> {
+        let dir = std::mem::take(&mut self.dir);
+        let Some(listener) = self.listener.take() else {
+            return Err(ProxyError::Fork(nix::errno::Errno::EBADF));
+        };
         // SAFETY: the caller is single-threaded, so the child may run any code.
         match unsafe { nix::unistd::fork() } {
             Ok(nix::unistd::ForkResult::Child) => run_child(listener, upstream, policy),
@@ -88,13 +112,23 @@ impl ProxyProcess {
             }
         }
     }
+}
 
-    pub fn socket(&self) -> PathBuf {
-        self.dir.join("bus")
+impl Drop for ProxySocket {
+    fn drop(&mut self) {
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
 fn run_child(listener: UnixListener, upstream: &Path, policy: Policy) -> ! {
+    // The monitor blocks the signals it forwards; the proxy must die of them.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) };
     if nix::unistd::getppid().as_raw() == 1 {
@@ -137,7 +171,8 @@ fn remove_stale(parent: &Path) {
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = kill(self.pid, Signal::SIGTERM);
-        let _ = waitpid(self.pid, None);
+        // It ends at once; reaping it leaves no zombie behind.
+        let _ = nix::sys::wait::waitpid(self.pid, None);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
