@@ -184,31 +184,40 @@ impl Entry {
     }
 }
 
+/// A valid, unpublished entry, for the store's tests.
+#[cfg(test)]
+pub(crate) fn sample_entry(id: &str, name: &str, summary: &str) -> Entry {
+    Entry {
+        id: id.into(),
+        kind: EntryKind::App,
+        name: name.into(),
+        summary: summary.into(),
+        description: "Line one.\nLine two.".into(),
+        version: "1.0".into(),
+        license: "MIT".into(),
+        runtime: "host".into(),
+        permissions: vec!["--share=network".into()],
+        icon: Some(Icon {
+            mime: "image/svg+xml".into(),
+            data: "PHN2Zy8+".into(),
+        }),
+        installed_size: 10,
+        published: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn entry() -> Entry {
         Entry {
-            id: "org.example.App".into(),
-            kind: EntryKind::App,
-            name: "App".into(),
-            summary: "Does things".into(),
-            description: "Line one.\nLine two.".into(),
-            version: "1.0".into(),
-            license: "MIT".into(),
-            runtime: "host".into(),
-            permissions: vec!["--share=network".into()],
-            icon: Some(Icon {
-                mime: "image/svg+xml".into(),
-                data: "PHN2Zy8+".into(),
-            }),
-            installed_size: 10,
             published: Some(Published {
                 ref_name: "app/org.example.App/x86_64/stable".into(),
                 commit: "a".repeat(64),
                 download_size: 5,
             }),
+            ..sample_entry("org.example.App", "App", "Does things")
         }
     }
 

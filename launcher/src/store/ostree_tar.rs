@@ -683,7 +683,6 @@ pub(crate) mod test_support {
     use flate2::write::GzEncoder;
 
     use super::*;
-    use crate::store::catalog::Icon;
     use crate::store::repo::Mode;
     use crate::store::sign::{self, SecretKey};
 
@@ -720,23 +719,7 @@ pub(crate) mod test_support {
 
     /// A valid app entry.
     pub(crate) fn entry(id: &str, name: &str, summary: &str) -> Entry {
-        Entry {
-            id: id.into(),
-            kind: EntryKind::App,
-            name: name.into(),
-            summary: summary.into(),
-            description: "Line one.\nLine two.".into(),
-            version: "1.0".into(),
-            license: "MIT".into(),
-            runtime: "host".into(),
-            permissions: vec!["--share=network".into()],
-            icon: Some(Icon {
-                mime: "image/svg+xml".into(),
-                data: "PHN2Zy8+".into(),
-            }),
-            installed_size: 10,
-            published: None,
-        }
+        crate::store::catalog::sample_entry(id, name, summary)
     }
 
     /// Bytes of the large file: more than ostree-ext's 127 KiB "small" limit.
