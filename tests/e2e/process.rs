@@ -1,12 +1,12 @@
 //! The app behaves as if run natively: exit codes, signals, stdio and a pty;
 //! and it never outlives its launcher. Also `ps`, `kill` and `enter`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use appbox_tests::{running_as_root, World};
+use appbox_tests::{output_with_input, running_as_root, World};
 
 fn run_probe(world: &World, checks: &[&str]) -> appbox_tests::ProbeReport {
     let app = world.probe_app("org.appbox.Probe", &[]);
@@ -90,20 +90,10 @@ fn sigint_and_sigusr1_reach_the_app() {
 fn stdin_stdout_and_stderr_pass_through() {
     let world = World::new();
     let app = world.probe_app("org.appbox.Probe", &[]);
-    let mut child = world
-        .run_app(&app, &[], &["cat", "eprint=to-stderr"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"line one\nline two\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = output_with_input(
+        world.run_app(&app, &[], &["cat", "eprint=to-stderr"]),
+        b"line one\nline two\n",
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stdout.starts_with("line one\nline two\n"), "{stdout}");

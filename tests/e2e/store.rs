@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use appbox_tests::{chown_tree, make_readable, Nginx, Registry, World};
+use appbox_tests::{chown_tree, make_readable, output_with_input, Nginx, Registry, World};
 
 fn manifests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
@@ -74,18 +74,7 @@ fn publish(world: &World, ids: &[&str]) -> Published {
     std::fs::create_dir(world.root.join("srv")).unwrap();
     chown_tree(&world.root.join("srv"), world.user);
     for id in ids {
-        let manifest = source.join(format!("{id}.toml"));
-        ok(
-            world,
-            &[
-                "build",
-                manifest.to_str().unwrap(),
-                "--repo",
-                published.repo.to_str().unwrap(),
-                "--sign-key",
-                published.secret_key.to_str().unwrap(),
-            ],
-        );
+        rebuild(world, &published, id);
     }
     published
 }
@@ -154,20 +143,7 @@ fn publish_install_run_and_uninstall_over_http() {
     );
 
     // The installed app runs in the sandbox, from its deployment.
-    let mut child = world
-        .appbox(["run", "org.appbox.Wc"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"one two\nthree\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = output_with_input(world.appbox(["run", "org.appbox.Wc"]), b"one two\nthree\n");
     assert!(output.status.success(), "{}", text(&output));
     let counts: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .split_whitespace()
@@ -290,6 +266,25 @@ fn untrusted_remotes_and_commits_are_refused() {
     ok(&world, &["remote-add", "unverified", &url, "--no-verify"]);
     ok(&world, &["install", "unverified", "org.appbox.Wc"]);
     assert!(store_dir(&world).join("app/org.appbox.Wc/current").exists());
+
+    // A disabled remote is not used; a deleted one is gone.
+    ok(&world, &["remote-modify", "wrongkey", "--disable"]);
+    let error = fails(&world, &["install", "wrongkey", "org.appbox.Wc"]);
+    assert!(
+        error.contains("is disabled") && error.contains("--enable"),
+        "{error}"
+    );
+    ok(&world, &["remote-delete", "wrongkey"]);
+    let remotes = json(&ok(&world, &["remote-ls", "--json"]));
+    assert!(
+        remotes.get("wrongkey").is_none() && remotes.get("test").is_some(),
+        "{remotes}"
+    );
+    let error = fails(&world, &["remote-delete", "wrongkey"]);
+    assert!(
+        error.contains("remote-ls"),
+        "the error says what to do: {error}"
+    );
 }
 
 /// `appbox run` stays fast because only `appbox-store` loads libostree and GLib.
@@ -351,18 +346,7 @@ fn updates_show_new_permissions_and_roll_back() {
     let mut code = std::fs::read_to_string(&source).unwrap();
     code.push_str("\n/* 1.1.0 */\n");
     std::fs::write(&source, code).unwrap();
-    let built = ok(
-        &world,
-        &[
-            "build",
-            manifest.to_str().unwrap(),
-            "--repo",
-            published.repo.to_str().unwrap(),
-            "--sign-key",
-            published.secret_key.to_str().unwrap(),
-            "--json",
-        ],
-    );
+    let built = rebuild(&world, &published, "org.appbox.Wc");
     assert_eq!(json(&built)["static-delta"], true, "{}", text(&built));
 
     // Without --yes (and no terminal to ask on), the new permission stops the update.
@@ -542,7 +526,8 @@ fn bundles_carry_their_signature() {
     assert!(output.status.success(), "{}", text(&output));
 }
 
-fn rebuild(world: &World, published: &Published, id: &str) {
+/// `appbox build --json` of the publisher's copy of `manifests/ID.toml`, signed.
+fn rebuild(world: &World, published: &Published, id: &str) -> Output {
     let manifest = world.root.join(format!("manifests/{id}.toml"));
     ok(
         world,
@@ -553,8 +538,9 @@ fn rebuild(world: &World, published: &Published, id: &str) {
             published.repo.to_str().unwrap(),
             "--sign-key",
             published.secret_key.to_str().unwrap(),
+            "--json",
         ],
-    );
+    )
 }
 
 #[test]

@@ -429,26 +429,13 @@ impl Conn {
         let Some(bus) = self.bus.as_mut() else {
             return Ok(());
         };
-        let input = &mut self.app.input;
-        let mut pos = 0;
-        let result = loop {
-            let Some((len, fds)) = (match input.next_message(pos) {
-                Ok(next) => next,
-                Err(e) => break Err(e),
-            }) else {
-                break Ok(());
-            };
-            let msg = &input.buf[pos..pos + len];
-            pos += len;
-            match self.filter.from_app_with_fds(msg, fds.len()) {
-                Decision::Forward(bytes) => bus.out.push(bytes, fds),
-                Decision::Reply(bytes) => self.app.out.push(bytes, Vec::new()),
-                Decision::Drop => {}
-                Decision::Disconnect(e) => break Err(Close::Filter(e)),
-            }
-        };
-        input.consume(pos);
-        result
+        let filter = &mut self.filter;
+        relay(
+            &mut self.app.input,
+            &mut bus.out,
+            &mut self.app.out,
+            |msg, fds| filter.from_app_with_fds(msg, fds),
+        )
     }
 
     /// Passes every complete message from the bus through the filter.
@@ -456,27 +443,43 @@ impl Conn {
         let Some(bus) = self.bus.as_mut() else {
             return Ok(());
         };
-        let input = &mut bus.input;
-        let mut pos = 0;
-        let result = loop {
-            let Some((len, fds)) = (match input.next_message(pos) {
-                Ok(next) => next,
-                Err(e) => break Err(e),
-            }) else {
-                break Ok(());
-            };
-            let msg = &input.buf[pos..pos + len];
-            pos += len;
-            match self.filter.from_bus_with_fds(msg, fds.len()) {
-                Decision::Forward(bytes) => self.app.out.push(bytes, fds),
-                Decision::Reply(bytes) => bus.out.push(bytes, Vec::new()),
-                Decision::Drop => {}
-                Decision::Disconnect(e) => break Err(Close::Filter(e)),
-            }
-        };
-        input.consume(pos);
-        result
+        let filter = &mut self.filter;
+        relay(
+            &mut bus.input,
+            &mut self.app.out,
+            &mut bus.out,
+            |msg, fds| filter.from_bus_with_fds(msg, fds),
+        )
     }
+}
+
+/// Judges every complete message in `input`: forwarded ones go to `onward`
+/// with their fds, replies the filter makes go `back` to where it came from.
+fn relay(
+    input: &mut Input,
+    onward: &mut Output,
+    back: &mut Output,
+    mut judge: impl FnMut(&[u8], usize) -> Decision,
+) -> Result<(), Close> {
+    let mut pos = 0;
+    let result = loop {
+        let Some((len, fds)) = (match input.next_message(pos) {
+            Ok(next) => next,
+            Err(e) => break Err(e),
+        }) else {
+            break Ok(());
+        };
+        let msg = &input.buf[pos..pos + len];
+        pos += len;
+        match judge(msg, fds.len()) {
+            Decision::Forward(bytes) => onward.push(bytes, fds),
+            Decision::Reply(bytes) => back.push(bytes, Vec::new()),
+            Decision::Drop => {}
+            Decision::Disconnect(e) => break Err(Close::Filter(e)),
+        }
+    };
+    input.consume(pos);
+    result
 }
 
 /// One socket of a connection with its buffers.

@@ -379,6 +379,21 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Runs `cmd` with `input` on its stdin (then closed) and collects its output.
+pub fn output_with_input(mut cmd: Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for the command")
+}
+
 /// The parsed output of one probe run.
 #[derive(Debug)]
 pub struct ProbeReport {
