@@ -12,10 +12,12 @@ use appbox::busproxy;
 use appbox::busproxy::instance::ProxySocket;
 use appbox::busproxy::policy::Policy;
 use appbox::deploy;
+use appbox::documents::DocumentStore;
 use appbox::hostfacts::HostFacts;
 use appbox::instance::{self, InstanceRecord, Registry};
 use appbox::permissions::Change;
 use appbox::plan;
+use appbox::portal_activation;
 use appbox::sandbox::{self, Layer, SandboxError};
 use appbox::store::cli::StoreCommand;
 
@@ -69,6 +71,19 @@ Permission options override the app's own permissions for this run only, in the 
     /// Print the manual page in roff format
     #[command(hide = true)]
     Man,
+    /// For the portal: mount a chosen file into a running sandbox
+    #[command(hide = true)]
+    DocumentMount(DocumentMountArgs),
+    /// For the portal: take a document out of a running sandbox
+    #[command(hide = true)]
+    DocumentUnmount {
+        /// An instance number from `appbox ps`
+        #[arg(long, value_name = "N")]
+        instance: String,
+        /// The document's id: 8 characters from 0-9 and a-f
+        #[arg(long, value_name = "ID")]
+        doc_id: String,
+    },
 }
 
 /// Permission overrides, named as in `flatpak run`.
@@ -224,6 +239,10 @@ pub fn main() -> i32 {
             .render(&mut std::io::stdout())
             .map(|()| 0)
             .context("cannot write the manual page"),
+        Command::DocumentMount(args) => document_mount(args).map(|()| 0),
+        Command::DocumentUnmount { instance, doc_id } => {
+            document_unmount(&instance, &doc_id).map(|()| 0)
+        }
     };
     match result {
         Ok(code) => code,
@@ -264,6 +283,14 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
             std::fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))
         })
         .transpose()?;
+    // The files the user handed to the app through the portal come back.
+    match DocumentStore::new(&facts.data_home()).load() {
+        Ok(documents) => request.documents = documents.mounts_for(&request.metadata.id),
+        Err(e) => eprintln!(
+            "appbox: warning: {}; the app's documents are left out",
+            sandbox::chain(&e)
+        ),
+    }
     // The sandbox's session bus is a filtering proxy of the host's, when the
     // host has one. Its socket exists before the sandbox (which mounts it);
     // the proxy itself is forked once the app runs.
@@ -271,6 +298,9 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     let host_has_bus = upstream
         .symlink_metadata()
         .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+    if host_has_bus && !args.print_plan {
+        make_portal_activatable(&facts);
+    }
     let bus_socket = if host_has_bus && !args.print_plan {
         Some(ProxySocket::bind(&facts.runtime_dir)?)
     } else {
@@ -297,10 +327,8 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     }
     let registry = Registry::open(&facts.runtime_dir)?;
     let running = sandbox::launch(&plan, &facts.home, &disabled)?;
-    let proxy = match bus_socket {
-        Some(socket) => Some(socket.serve(&upstream, bus_policy(&request))?),
-        None => None,
-    };
+    // The instance record comes before the bus proxy, which records its
+    // connections to the bus under the instance's number, for the portal.
     let record = InstanceRecord {
         instance: 0,
         app_id: plan.app_id.to_string(),
@@ -314,10 +342,42 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     if let Err(e) = &guard {
         eprintln!("appbox: warning: {e}; `appbox ps` will not list this app");
     }
+    // Without an instance number the proxy records nothing, and the portal
+    // takes the app for nobody it serves.
+    let peers = guard
+        .as_ref()
+        .ok()
+        .map(|guard| busproxy::peers::PeerRecords::new(&facts.runtime_dir, guard.number()));
+    let proxy = match bus_socket {
+        Some(socket) => Some(socket.serve(&upstream, bus_policy(&request), peers)?),
+        None => None,
+    };
     let code = running.wait();
-    drop(guard);
+    // The proxy's records name the instance, so they go first.
     drop(proxy);
+    drop(guard);
     Ok(code)
+}
+
+/// The app reaches appbox's portal through its bus; the bus starts the
+/// portal on the first call, if it knows where the portal is.
+fn make_portal_activatable(facts: &HostFacts) {
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let portal = me.with_file_name("appbox-portal");
+    if !portal.is_file() {
+        return;
+    }
+    let system_dirs =
+        portal_activation::system_service_dirs(facts.env.get("XDG_DATA_DIRS").map(String::as_str));
+    // The bus rescans its service directories when an unknown name is
+    // called, so the files count from the app's first call.
+    if let Err(e) =
+        portal_activation::ensure_user_activation(&facts.data_home(), &system_dirs, &portal)
+    {
+        eprintln!("appbox: warning: cannot register the portal with the session bus ({e}); file choosers will not work in the app");
+    }
 }
 
 /// The store verbs live in `appbox-store`, next to this binary: it links
@@ -341,10 +401,11 @@ fn exec_store() -> Result<i32> {
 }
 
 /// What the app may do on its session bus: its effective permissions, plus,
-/// as Flatpak does, its own names (GApplication and MPRIS ask for them).
-/// No portal names yet: on the host bus, the host's xdg-desktop-portal would
-/// see the proxy, an unconfined host process, and grant the app what it
-/// grants host apps. appbox's own portal will be named here.
+/// as Flatpak does, its own names (GApplication and MPRIS ask for them), and
+/// appbox's portal under the standard portal names (the proxy renames them
+/// to the names the portal owns on the host bus). No other portal names: on
+/// the host bus, the host's xdg-desktop-portal would see the proxy, an
+/// unconfined host process, and grant the app what it grants host apps.
 fn bus_policy(request: &plan::LaunchRequest) -> Policy {
     let mut permissions = plan::effective_permissions(&request.metadata, &request.overrides);
     let id = request.metadata.id.as_str();
@@ -352,7 +413,7 @@ fn bus_policy(request: &plan::LaunchRequest) -> Policy {
     permissions
         .own_names
         .insert(format!("org.mpris.MediaPlayer2.{id}.*"));
-    Policy::new(&permissions, &[])
+    Policy::new(&permissions, busproxy::policy::PORTAL_ALIASES)
 }
 
 fn ps(json: bool) -> Result<()> {
@@ -408,4 +469,78 @@ fn enter(target: &str, command: Vec<String>) -> Result<i32> {
     plan.argv = command;
     let running = sandbox::enter(&plan, &pidfd)?;
     Ok(running.wait())
+}
+
+/// `appbox document-mount`: the file at `--path` appears in the running
+/// sandbox at `/run/user/UID/doc/ID/NAME`. Descriptor 3 must be open on the
+/// file the user chose (O_PATH is enough); the path must still lead to it.
+#[derive(clap::Args)]
+struct DocumentMountArgs {
+    /// An instance number from `appbox ps`
+    #[arg(long, value_name = "N")]
+    instance: String,
+    /// The document's id: 8 characters from 0-9 and a-f
+    #[arg(long, value_name = "ID")]
+    doc_id: String,
+    /// The file's name inside the sandbox
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// The host file: an absolute path without symbolic links
+    #[arg(long, value_name = "HOSTPATH")]
+    path: PathBuf,
+    /// Let the app write to the file (read-only otherwise)
+    #[arg(long)]
+    writable: bool,
+}
+
+/// The descriptor on which the portal passes the chosen file.
+const CHOSEN_FD: std::os::fd::RawFd = 3;
+
+/// Takes descriptor 3, which must have been inherited open.
+fn chosen_file() -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only reads the descriptor's flags; a closed one fails with EBADF.
+    if unsafe { libc::fcntl(CHOSEN_FD, libc::F_GETFD) } == -1 {
+        bail!("descriptor {CHOSEN_FD} is not open: pass the chosen file on it (an O_PATH descriptor is enough)");
+    }
+    // SAFETY: descriptor 3 is open (checked above) and was inherited: this is
+    // the first thing the command does, so nothing in this process opened or
+    // owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(CHOSEN_FD) })
+}
+
+fn document_mount(args: DocumentMountArgs) -> Result<()> {
+    use std::os::fd::AsFd;
+    let chosen = chosen_file()?;
+    let doc = plan::DocumentMount {
+        doc_id: args.doc_id,
+        name: args.name,
+        host_path: args.path,
+        writable: args.writable,
+    };
+    plan::check_document(&doc)?;
+    let facts = HostFacts::gather()?;
+    let record = Registry::open(&facts.runtime_dir)?.find(&args.instance)?;
+    let pidfd = instance::verified_pidfd(&record)?;
+    sandbox::inject::inject(pidfd.as_fd(), record.plan.ids.app_uid, &doc, chosen.as_fd())
+        .with_context(|| {
+            format!(
+                "cannot mount document {} into instance {}",
+                doc.doc_id, record.instance
+            )
+        })
+}
+
+fn document_unmount(target: &str, doc_id: &str) -> Result<()> {
+    use std::os::fd::AsFd;
+    let facts = HostFacts::gather()?;
+    let record = Registry::open(&facts.runtime_dir)?.find(target)?;
+    let pidfd = instance::verified_pidfd(&record)?;
+    sandbox::inject::remove(pidfd.as_fd(), record.plan.ids.app_uid, doc_id).with_context(|| {
+        format!(
+            "cannot unmount document {} from instance {}",
+            appbox::text::Escaped(doc_id),
+            record.instance
+        )
+    })
 }

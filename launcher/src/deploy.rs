@@ -91,6 +91,7 @@ fn request(metadata: AppMetadata, app_files: PathBuf) -> LaunchRequest {
         args: Vec::new(),
         bus_proxy_socket: None,
         build_dir: None,
+        documents: Vec::new(),
     }
 }
 

@@ -172,6 +172,7 @@ impl Registry {
                     return Ok(InstanceGuard {
                         registry: self,
                         name,
+                        number: instance,
                     })
                 }
                 Err(nix::errno::Errno::EEXIST | nix::errno::Errno::ENOTEMPTY) => {
@@ -305,11 +306,17 @@ fn random_instance_number() -> u64 {
 pub struct InstanceGuard<'a> {
     registry: &'a Registry,
     name: String,
+    number: u64,
 }
 
 impl InstanceGuard<'_> {
     pub fn instance(&self) -> &str {
         &self.name
+    }
+
+    /// The instance number, which [`InstanceGuard::instance`] spells.
+    pub fn number(&self) -> u64 {
+        self.number
     }
 }
 

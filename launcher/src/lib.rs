@@ -6,16 +6,19 @@
 //! - [`hostfacts`] gathers what the planner needs to know about the host;
 //! - [`plan`] turns all of that into a [`plan::SandboxPlan`], without side effects;
 //! - [`sandbox`] applies the plan to the kernel and watches the app;
-//! - [`instance`] records running sandboxes for `ps`, `kill` and `enter`.
+//! - [`instance`] records running sandboxes for `ps`, `kill` and `enter`;
+//! - [`documents`] keeps the files the portal granted to apps.
 
 pub mod appid;
 pub mod busproxy;
 pub mod deploy;
+pub mod documents;
 pub mod hostfacts;
 pub mod instance;
 pub mod metadata;
 pub mod permissions;
 pub mod plan;
+pub mod portal_activation;
 pub mod sandbox;
 pub mod seccomp_policy;
 pub mod store;

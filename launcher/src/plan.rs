@@ -4,7 +4,7 @@
 //! every mount the executor performs, the Landlock rules that mirror them, the
 //! seccomp policy, the environment and the command. Golden tests pin it down.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,14 @@ pub enum PlanError {
     },
     #[error("filesystem={location}: {path} holds appbox's own state, which no app may change (nor read, for the instance records)")]
     StateGrant { location: String, path: PathBuf },
+    #[error("document {doc_id} ({name}): {problem}")]
+    BadDocument {
+        doc_id: String,
+        name: String,
+        problem: &'static str,
+    },
+    #[error("document {0} is granted twice; each document id names one file")]
+    DuplicateDocument(String),
 }
 
 /// What to launch: the app, where its files are, and one-off overrides.
@@ -49,10 +57,87 @@ pub struct LaunchRequest {
     /// directory becomes `/run/build`, the working directory, and `/app` is
     /// writable so the build can install into it.
     pub build_dir: Option<PathBuf>,
+    /// Host files the portal granted to the app, shown under
+    /// `/run/user/UID/doc/` (see [`DocumentMount`]).
+    pub documents: Vec<DocumentMount>,
 }
 
 /// Where a build's sources appear inside the build sandbox.
 pub const BUILD_DIR_IN_SANDBOX: &str = "/run/build";
+
+/// A host file granted to the app through the portal. It appears as
+/// `/run/user/UID/doc/<doc_id>/<name>`: a bind mount of the host file itself,
+/// read-only unless `writable`. The `<doc_id>` directory is read-only (0555),
+/// so GLib and most editors save in place instead of renaming a temporary file
+/// over the mount point (which would fail with EBUSY).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentMount {
+    /// 8 characters from `0-9a-f` (see [`check_doc_id`]).
+    pub doc_id: String,
+    /// The file's name in the sandbox: one path component (see [`check_doc_name`]).
+    pub name: String,
+    /// Absolute, without `.` or `..`; no component may be a symlink.
+    pub host_path: PathBuf,
+    pub writable: bool,
+}
+
+/// The directory of the granted documents under the sandbox's runtime dir.
+pub const DOCUMENTS_DIR: &str = "doc";
+
+/// `/run/user/UID/doc`, where documents appear for an app running as `app_uid`.
+pub fn documents_dir(app_uid: u32) -> PathBuf {
+    PathBuf::from(format!("/run/user/{app_uid}/{DOCUMENTS_DIR}"))
+}
+
+/// A document id is exactly 8 characters from `0-9a-f`.
+pub fn check_doc_id(doc_id: &str) -> Result<(), &'static str> {
+    if doc_id.len() == 8
+        && doc_id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err("a document id is exactly 8 characters from 0-9 and a-f")
+    }
+}
+
+/// A document's name is one path component: not empty, `.` or `..`, without
+/// `/` or NUL, and at most 255 bytes (NAME_MAX).
+pub fn check_doc_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err("a document name must name a file, not be empty, '.' or '..'");
+    }
+    if name.contains('/') {
+        return Err("a document name must not contain '/'");
+    }
+    if name.contains('\0') {
+        return Err("a document name must not contain a NUL byte");
+    }
+    if name.len() > 255 {
+        return Err("a document name must be at most 255 bytes");
+    }
+    Ok(())
+}
+
+/// Checks a document before it is planned or mounted: its id, its name, and
+/// that its host path is absolute and clean.
+pub fn check_document(doc: &DocumentMount) -> Result<(), PlanError> {
+    let problem = check_doc_id(&doc.doc_id)
+        .and_then(|()| check_doc_name(&doc.name))
+        .and_then(|()| {
+            if clean_absolute(&doc.host_path) && doc.host_path.file_name().is_some() {
+                Ok(())
+            } else {
+                Err("the host path must be absolute, without '.' or '..', and name a file")
+            }
+        });
+    problem.map_err(|problem| PlanError::BadDocument {
+        doc_id: crate::text::Escaped(&doc.doc_id).to_string(),
+        name: crate::text::Escaped(&doc.name).to_string(),
+        problem,
+    })
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Namespaces {
@@ -92,6 +177,9 @@ pub enum SourceTrust {
     /// Anything an app or user could have written: every component must be a real
     /// directory, never a symlink (RESOLVE_NO_SYMLINKS).
     NoSymlinks,
+    /// As `NoSymlinks`, and it must be a regular file: a granted document.
+    /// Anything else there now (a directory, a device) is left out.
+    RegularFile,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -400,6 +488,7 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
 
     sockets(&mut b, &permissions, request.bus_proxy_socket.as_deref());
     devices(&mut b, &permissions);
+    documents(&mut b, &request.documents)?;
 
     let chown_to = facts.is_root().then_some((app_uid, app_gid));
     let app_home_rel = app_home
@@ -721,6 +810,38 @@ fn base_system(
         mode: 0o700,
         owner: Some((app_uid, app_gid)),
     });
+    // Made by the setup, read-only, so the app cannot plant anything where the
+    // portal will put documents, even when it has none yet.
+    b.dir(b.sandbox_runtime_dir.join(DOCUMENTS_DIR), 0o555);
+}
+
+/// Binds each granted document at `/run/user/UID/doc/<doc_id>/<name>`, in a
+/// read-only directory of its own. A file deleted since the grant is skipped.
+fn documents(b: &mut Builder, documents: &[DocumentMount]) -> Result<(), PlanError> {
+    let mut seen = BTreeSet::new();
+    for doc in documents {
+        check_document(doc)?;
+        if !seen.insert(doc.doc_id.as_str()) {
+            return Err(PlanError::DuplicateDocument(doc.doc_id.clone()));
+        }
+    }
+    let dir = b.sandbox_runtime_dir.join(DOCUMENTS_DIR);
+    for doc in documents {
+        let doc_dir = dir.join(&doc.doc_id);
+        b.dir(&doc_dir, 0o555);
+        b.bind(
+            &doc.host_path,
+            doc_dir.join(&doc.name),
+            if doc.writable {
+                BindAccess::ReadWrite
+            } else {
+                BindAccess::ReadOnly
+            },
+            SourceTrust::RegularFile,
+            true,
+        );
+    }
+    Ok(())
 }
 
 /// The host path a filesystem location names, if the host has one.
@@ -824,6 +945,14 @@ fn filesystem_grants(
                 if sub.is_empty() {
                     b.notes.push(format!(
                         "filesystem={location}: the whole runtime directory is not shared; name a path inside it"
+                    ));
+                    continue;
+                }
+                // The sandbox's own `doc` holds the documents the portal grants:
+                // a host directory there would receive what appbox creates in it.
+                if Path::new(sub.as_str()).starts_with(DOCUMENTS_DIR) {
+                    b.notes.push(format!(
+                        "filesystem={location}: {DOCUMENTS_DIR} in the runtime directory is where granted documents appear; not shared"
                     ));
                     continue;
                 }
@@ -1229,6 +1358,68 @@ mod tests {
         assert_eq!(x11_display_number("remote:0"), None);
         assert_eq!(x11_display_number(":../x"), None);
         assert_eq!(x11_display_number(""), None);
+    }
+
+    #[test]
+    fn document_ids() {
+        assert_eq!(check_doc_id("0123abcd"), Ok(()));
+        assert_eq!(check_doc_id("ffffffff"), Ok(()));
+        for bad in [
+            "",
+            "0123abc",
+            "0123abcde",
+            "0123ABCD",
+            "0123abcg",
+            "../../..",
+            "0123abc/",
+            "0123ab.d",
+            "0123abc\0",
+            "０１２３abcd",
+        ] {
+            assert!(check_doc_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn document_names() {
+        for good in [
+            "notes.txt",
+            ".hidden",
+            "...",
+            "a b",
+            "ünïcødé",
+            &"x".repeat(255),
+        ] {
+            assert_eq!(check_doc_name(good), Ok(()), "{good:?}");
+        }
+        let long = "x".repeat(256);
+        // 128 two-byte characters: 256 bytes.
+        let long_utf8 = "é".repeat(128);
+        for bad in [
+            "", ".", "..", "a/b", "/", "../x", "x/", "a\0b", &long, &long_utf8,
+        ] {
+            assert!(check_doc_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn document_host_paths_are_absolute_and_clean() {
+        let doc = |host_path: &str| DocumentMount {
+            doc_id: "0123abcd".into(),
+            name: "notes.txt".into(),
+            host_path: host_path.into(),
+            writable: false,
+        };
+        assert_eq!(check_document(&doc("/home/ada/notes.txt")), Ok(()));
+        for bad in ["notes.txt", "/home/ada/../x", "../x", "/"] {
+            assert!(
+                matches!(
+                    check_document(&doc(bad)),
+                    Err(PlanError::BadDocument { .. })
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

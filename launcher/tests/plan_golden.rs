@@ -14,7 +14,8 @@ use appbox::hostfacts::{parse_user_dirs, HostFacts, ROOT_SANDBOX_ID};
 use appbox::metadata::AppMetadata;
 use appbox::permissions::Change;
 use appbox::plan::{
-    plan, BindAccess, LandlockAccess, LaunchRequest, MountOp, PlanError, SandboxPlan, SourceTrust,
+    plan, BindAccess, DocumentMount, LandlockAccess, LaunchRequest, MountOp, PlanError,
+    SandboxPlan, SourceTrust,
 };
 
 const APP_ID: &str = "org.example.Golden";
@@ -145,7 +146,26 @@ fn request(permissions: &[&str], overrides: &[&str]) -> LaunchRequest {
         args: Vec::new(),
         bus_proxy_socket: None,
         build_dir: None,
+        documents: Vec::new(),
     }
+}
+
+/// Two granted files: a read-only one, and a writable one with a space in its name.
+fn two_documents() -> Vec<DocumentMount> {
+    vec![
+        DocumentMount {
+            doc_id: "0a1b2c3d".to_owned(),
+            name: "report.pdf".to_owned(),
+            host_path: PathBuf::from("/home/ada/Documents/report.pdf"),
+            writable: false,
+        },
+        DocumentMount {
+            doc_id: "ffee0011".to_owned(),
+            name: "notes for today.txt".to_owned(),
+            host_path: PathBuf::from("/media/usb/notes for today.txt"),
+            writable: true,
+        },
+    ]
 }
 
 struct Case {
@@ -260,6 +280,13 @@ fn cases() -> Vec<Case> {
     cases.push(Case {
         name: "command-override-and-args",
         request: command,
+        facts: user_facts(),
+    });
+    let mut documents = request(&[], &[]);
+    documents.documents = two_documents();
+    cases.push(Case {
+        name: "documents",
+        request: documents,
         facts: user_facts(),
     });
     cases.push(Case {
@@ -500,9 +527,8 @@ fn check_invariants(name: &str, plan: &SandboxPlan, facts: &HostFacts) {
     ];
     for (source, dest, _, trust, optional) in binds(plan) {
         if user_writable.iter().any(|root| source.starts_with(root)) {
-            assert_eq!(
-                trust,
-                SourceTrust::NoSymlinks,
+            assert!(
+                matches!(trust, SourceTrust::NoSymlinks | SourceTrust::RegularFile),
                 "{name}: bind {} -> {} (optional {optional}) must not follow symlinks",
                 source.display(),
                 dest.display()
@@ -1430,4 +1456,159 @@ fn persist_never_exposes_appbox_state() {
                 && !source.starts_with("/home/ada/.local/share/appbox")
                 && !source.starts_with("/home/ada/.local/share/applications")
         ));
+}
+
+// ---------------------------------------------------------------------------
+// Documents granted through the portal.
+
+fn documents_dir_op(plan: &SandboxPlan, app_uid: u32) -> usize {
+    let runtime = PathBuf::from(format!("/run/user/{app_uid}"));
+    let tmpfs = plan
+        .mounts
+        .iter()
+        .position(|op| matches!(op, MountOp::Tmpfs { path, .. } if *path == runtime))
+        .expect("the runtime dir is a tmpfs");
+    let doc = plan
+        .mounts
+        .iter()
+        .position(
+            |op| matches!(op, MountOp::Dir { path, mode: 0o555 } if *path == runtime.join("doc")),
+        )
+        .expect("the documents dir is made read-only by the setup");
+    assert!(tmpfs < doc, "the documents dir is made before its tmpfs");
+    doc
+}
+
+/// Every sandbox has a read-only `/run/user/UID/doc` made by the setup, so the
+/// app can never pre-create it, even with no documents.
+#[test]
+fn every_sandbox_has_a_read_only_documents_dir() {
+    for case in cases() {
+        let plan = plan(&case.request, &case.facts).unwrap();
+        documents_dir_op(&plan, plan.ids.app_uid);
+    }
+    let plan = plan_case("root-invoker");
+    documents_dir_op(&plan, ROOT_SANDBOX_ID);
+}
+
+#[test]
+fn documents_are_bound_file_by_file_in_read_only_dirs() {
+    let plan = plan_case("documents");
+    let doc_dir = documents_dir_op(&plan, 1000);
+    for doc in two_documents() {
+        let dir = PathBuf::from(format!("/run/user/1000/doc/{}", doc.doc_id));
+        let dest = dir.join(&doc.name);
+        let made = plan
+            .mounts
+            .iter()
+            .position(|op| matches!(op, MountOp::Dir { path, mode: 0o555 } if *path == dir))
+            .unwrap_or_else(|| panic!("no read-only {}", dir.display()));
+        let bound = plan
+            .mounts
+            .iter()
+            .position(|op| op.target() == dest)
+            .unwrap_or_else(|| panic!("no mount at {}", dest.display()));
+        assert!(doc_dir < made && made < bound);
+        let expected = MountOp::Bind {
+            source: doc.host_path.clone(),
+            dest: dest.clone(),
+            access: if doc.writable {
+                BindAccess::ReadWrite
+            } else {
+                BindAccess::ReadOnly
+            },
+            trust: SourceTrust::RegularFile,
+            optional: true,
+        };
+        assert_eq!(plan.mounts[bound], expected);
+    }
+    // Landlock already lets the app write below its runtime dir, which covers
+    // documents injected later; each planned document gets its own rule too.
+    assert!(plan
+        .landlock
+        .iter()
+        .any(|r| r.path == Path::new("/run/user/1000") && r.access == LandlockAccess::ReadWrite));
+    // Nothing else changes: the plan without documents is the same but for them.
+    let without = plan_case("no-permissions");
+    let extra: Vec<&MountOp> = plan
+        .mounts
+        .iter()
+        .filter(|op| !without.mounts.contains(op))
+        .collect();
+    assert_eq!(extra.len(), 4, "{extra:#?}");
+    assert!(extra
+        .iter()
+        .all(|op| op.target().starts_with("/run/user/1000/doc/")));
+}
+
+#[test]
+fn bad_documents_are_refused() {
+    let good = &two_documents()[0];
+    let with = |change: &dyn Fn(&mut DocumentMount)| {
+        let mut doc = good.clone();
+        change(&mut doc);
+        let mut request = request(&[], &[]);
+        request.documents = vec![doc];
+        plan(&request, &user_facts())
+    };
+    for bad in [
+        "",
+        "0A1B2C3D",
+        "0a1b2c3",
+        "0a1b2c3d4",
+        "../../x",
+        "0a1b2c3/",
+    ] {
+        let result = with(&|d| d.doc_id = bad.to_owned());
+        assert!(
+            matches!(result, Err(PlanError::BadDocument { .. })),
+            "id {bad:?}: {result:?}"
+        );
+    }
+    for bad in ["", ".", "..", "a/b", "../../../etc/passwd", "a\0b"] {
+        let result = with(&|d| d.name = bad.to_owned());
+        assert!(
+            matches!(result, Err(PlanError::BadDocument { .. })),
+            "name {bad:?}: {result:?}"
+        );
+    }
+    for bad in ["report.pdf", "/home/ada/../../etc/shadow", "/"] {
+        let result = with(&|d| d.host_path = PathBuf::from(bad));
+        assert!(
+            matches!(result, Err(PlanError::BadDocument { .. })),
+            "host path {bad:?}: {result:?}"
+        );
+    }
+    let mut request = request(&[], &[]);
+    request.documents = vec![good.clone(), good.clone()];
+    assert!(matches!(
+        plan(&request, &user_facts()),
+        Err(PlanError::DuplicateDocument(_))
+    ));
+}
+
+/// A host directory bound over the sandbox's `doc` would receive the
+/// directories and mount points that appbox creates there.
+#[test]
+fn the_documents_dir_is_never_granted() {
+    for grant in [
+        "--filesystem=xdg-run/doc",
+        "--filesystem=xdg-run/doc/0a1b2c3d",
+    ] {
+        let mut request = request(&[grant], &[]);
+        request.documents = two_documents();
+        let plan = plan(&request, &user_facts()).unwrap();
+        assert!(
+            binds(&plan).all(|(source, ..)| !source.starts_with("/run/user/1000/doc")),
+            "{grant}"
+        );
+        assert!(
+            plan.notes.iter().any(|n| n.contains("granted documents")),
+            "{grant}: {:?}",
+            plan.notes
+        );
+    }
+    // Other names in the runtime dir that merely start with "doc" are shared.
+    let plan = plan_user(&["--filesystem=xdg-run/docs"], &[]);
+    assert!(binds(&plan).any(|(source, ..)| source == Path::new("/run/user/1000/docs")));
 }

@@ -2,18 +2,9 @@
 //! on the host, a real service on it, and dbus-send inside the sandbox.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
 
-use appbox_tests::{make_readable, require_programs, World};
-
-/// A session bus and a service owning `org.example.Service` on it, run as the
-/// world's user; both stopped when dropped.
-struct HostBus {
-    socket: PathBuf,
-    daemon: Child,
-    service: Option<Child>,
-}
+use appbox_tests::{make_readable, require_programs, SessionBus, World};
 
 const SERVICE: &str = r#"
 from gi.repository import Gio, GLib
@@ -27,69 +18,13 @@ Gio.bus_own_name(Gio.BusType.SESSION, 'org.example.Service', 0, bus_acquired, No
 GLib.MainLoop().run()
 "#;
 
-impl HostBus {
-    fn start(world: &World) -> HostBus {
-        require_programs(&[
-            "/usr/bin/dbus-daemon",
-            "/usr/bin/dbus-send",
-            "/usr/bin/python3",
-        ]);
-        // Where a desktop session has it: $XDG_RUNTIME_DIR/bus.
-        let socket = world.runtime_dir.join("bus");
-        let mut daemon = Command::new("/usr/bin/dbus-daemon");
-        daemon
-            .args(["--session", "--nofork", "--nopidfile"])
-            .arg(format!("--address=unix:path={}", socket.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        world.prepare(&mut daemon);
-        let daemon = daemon.spawn().unwrap();
-        let mut bus = HostBus {
-            socket,
-            daemon,
-            service: None,
-        };
-        wait_until(|| bus.socket.exists());
-        let mut service = Command::new("/usr/bin/python3");
-        service.args(["-c", SERVICE]).stdin(Stdio::null());
-        world.prepare(&mut service);
-        service.env("DBUS_SESSION_BUS_ADDRESS", bus.address());
-        bus.service = Some(service.spawn().unwrap());
-        wait_until(|| bus.host_names(world).contains("org.example.Service"));
-        bus
-    }
-
-    fn address(&self) -> String {
-        format!("unix:path={}", self.socket.display())
-    }
-
-    /// ListNames on the host bus itself.
-    fn host_names(&self, world: &World) -> String {
-        let mut cmd = Command::new("/usr/bin/dbus-send");
-        cmd.args(["--session", "--print-reply", "--dest=org.freedesktop.DBus"])
-            .args(["/org/freedesktop/DBus", "org.freedesktop.DBus.ListNames"]);
-        world.prepare(&mut cmd);
-        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.address());
-        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
-    }
-}
-
-impl Drop for HostBus {
-    fn drop(&mut self) {
-        for child in self.service.iter_mut().chain([&mut self.daemon]) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn wait_until(mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// A session bus with a service owning `org.example.Service` on it.
+fn bus_with_service(world: &World) -> SessionBus {
+    require_programs(&["/usr/bin/python3"]);
+    let mut bus = SessionBus::start(world);
+    bus.spawn(world, Path::new("/usr/bin/python3"), &["-c", SERVICE], &[]);
+    bus.wait_for_name(world, "org.example.Service");
+    bus
 }
 
 /// An unpacked app whose command is the host's dbus-send.
@@ -108,7 +43,7 @@ fn dbus_send_app(world: &World, permissions: &[&str]) -> PathBuf {
     dir
 }
 
-fn run(world: &World, bus: Option<&HostBus>, app: &Path, args: &[&str]) -> Output {
+fn run(world: &World, bus: Option<&SessionBus>, app: &Path, args: &[&str]) -> Output {
     let mut cmd = world.run_app(app, &[], args);
     if let Some(bus) = bus {
         cmd.env("DBUS_SESSION_BUS_ADDRESS", bus.address());
@@ -143,8 +78,7 @@ const PING: &[&str] = &[
 #[test]
 fn the_sandbox_bus_shows_only_what_the_app_may_talk_to() {
     let world = World::new();
-    let bus = HostBus::start(&world);
-    assert!(bus.host_names(&world).contains("org.example.Service"));
+    let bus = bus_with_service(&world);
 
     // No bus permissions: the service is neither listed nor reachable.
     let plain = dbus_send_app(&world, &[]);

@@ -1656,6 +1656,60 @@ fn parse_arg_key(key: &str, value: String) -> Result<(u8, ArgMatch)> {
     Ok((index, arg))
 }
 
+impl MatchRule {
+    /// The rule as text that [`parse_match_rule`] (and dbus-daemon) read
+    /// back as this very rule. Every value is quoted, an apostrophe as
+    /// `'\''`. The text may exceed [`MAX_MATCH_RULE_LENGTH`]; parse it again
+    /// to be sure the bus will take it.
+    pub fn to_rule_string(&self) -> String {
+        let mut parts: Vec<(String, &str)> = Vec::new();
+        if let Some(t) = self.message_type {
+            parts.push(("type".into(), t.as_str()));
+        }
+        if let Some(sender) = &self.sender {
+            parts.push(("sender".into(), sender));
+        }
+        if let Some(interface) = &self.interface {
+            parts.push(("interface".into(), interface));
+        }
+        if let Some(member) = &self.member {
+            parts.push(("member".into(), member));
+        }
+        match &self.path {
+            Some(PathMatch::Path(path)) => parts.push(("path".into(), path)),
+            Some(PathMatch::Namespace(path)) => parts.push(("path_namespace".into(), path)),
+            None => {}
+        }
+        if let Some(destination) = &self.destination {
+            parts.push(("destination".into(), destination));
+        }
+        for (index, arg) in &self.args {
+            let (suffix, value) = match arg {
+                ArgMatch::String(v) => ("", v),
+                ArgMatch::Path(v) => ("path", v),
+                ArgMatch::Namespace(v) => ("namespace", v),
+            };
+            parts.push((format!("arg{index}{suffix}"), value));
+        }
+        if self.eavesdrop {
+            parts.push(("eavesdrop".into(), "true"));
+        }
+        let mut text = String::new();
+        for (key, value) in parts {
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(&key);
+            text.push_str("='");
+            // Inside quotes everything is literal but the closing quote, so
+            // an apostrophe closes the quotes, stands escaped, and reopens.
+            text.push_str(&value.replace('\'', "'\\''"));
+            text.push('\'');
+        }
+        text
+    }
+}
+
 /// Whether the proxy must refuse `rule` as an eavesdropping rule: true for
 /// every spelling dbus-daemon reads as `eavesdrop=true` (`eavesdrop =true`,
 /// ` eavesdrop='true'`, `eavesdrop=tr'ue'`, …), for any rule that says
@@ -1903,6 +1957,106 @@ pub fn method_return(
         ..OutgoingFields::default()
     };
     build_message(MessageType::MethodReturn, serial, &fields, body, endian)
+}
+
+/// `message` (whose header is `header`) with the string field `field`
+/// (PATH, INTERFACE, MEMBER, ERROR_NAME, DESTINATION or SENDER) set to
+/// `value`: replaced where it stood, or added after the other fields.
+/// Everything else stays byte for byte: the byte order, type, flags and
+/// serial, every other header field (UNIX_FDS and fields the proxy does not
+/// know included) and the body.
+pub fn set_header_field(
+    message: &[u8],
+    header: &Header,
+    field: HeaderField,
+    value: &str,
+) -> Result<Vec<u8>> {
+    if !matches!(field.type_code(), b's' | b'o') || field == HeaderField::Signature {
+        return Err(MessageError::Build("only string header fields can be set"));
+    }
+    if message.len() != header.total_len() {
+        return Err(MessageError::LengthMismatch {
+            expected: header.total_len(),
+            actual: message.len(),
+        });
+    }
+    let endian = header.endian;
+    let fields_len = read_u32(message, 12, endian).ok_or(MessageError::NotEnoughData(12))? as usize;
+    let fields_end = FIXED_HEADER_SIZE + fields_len;
+    let body = message
+        .get(header.body_offset..)
+        .ok_or(MessageError::NotEnoughData(header.body_offset))?;
+    let values = Values {
+        data: message,
+        endian,
+        unix_fds: None,
+    };
+    let field_sig = Sig::new(b"(yv)")?;
+    let mut w = Writer::new(endian);
+    w.buf.extend_from_slice(
+        message
+            .get(..FIXED_HEADER_SIZE)
+            .ok_or(MessageError::NotEnoughData(0))?,
+    );
+    let put = |w: &mut Writer| {
+        w.field(field.code(), field.type_code());
+        w.string(value.as_bytes())
+    };
+    let mut replaced = false;
+    let mut pos = FIXED_HEADER_SIZE;
+    // Each `(yv)` starts 8-aligned in both messages, so an element copied
+    // whole keeps the alignment of everything inside it.
+    while pos < fields_end {
+        let (_, next) = values.one(&field_sig, 0, pos, fields_end, 1)?;
+        let start = align_up(pos, 8).ok_or(MessageError::NotEnoughData(pos))?;
+        let element = message
+            .get(start..next)
+            .ok_or(MessageError::NotEnoughData(start))?;
+        if element.first() == Some(&field.code()) {
+            put(&mut w)?;
+            replaced = true;
+        } else {
+            w.pad(8);
+            w.buf.extend_from_slice(element);
+        }
+        pos = next;
+    }
+    if !replaced {
+        put(&mut w)?;
+    }
+    let new_fields_len = u32::try_from(w.buf.len() - FIXED_HEADER_SIZE)
+        .map_err(|_| MessageError::Build("header too long"))?;
+    w.pad(8);
+    w.buf.extend_from_slice(body);
+    w.put_u32_at(12, new_fields_len);
+    parse_header(&w.buf)?;
+    Ok(w.buf)
+}
+
+/// `message` (whose header is `header`) with its body replaced by `body`,
+/// which must have the same signature. The header stays byte for byte, but
+/// for the body length.
+pub fn replace_body(message: &[u8], header: &Header, body: &[Arg<'_>]) -> Result<Vec<u8>> {
+    let signature: String = body.iter().map(Arg::signature).collect();
+    if signature != header.signature() {
+        return Err(MessageError::Build(
+            "a new body must keep the message's signature",
+        ));
+    }
+    let mut w = Writer::new(header.endian);
+    w.buf.extend_from_slice(
+        message
+            .get(..header.body_offset)
+            .ok_or(MessageError::NotEnoughData(0))?,
+    );
+    for arg in body {
+        w.arg(arg)?;
+    }
+    let body_len = u32::try_from(w.buf.len() - header.body_offset)
+        .map_err(|_| MessageError::Build("body too long"))?;
+    w.put_u32_at(4, body_len);
+    parse_header(&w.buf)?;
+    Ok(w.buf)
 }
 
 #[cfg(test)]
@@ -3093,6 +3247,227 @@ mod tests {
         }
     }
 
+    /// Rules dbus-daemon takes, in many spellings, for the serializer.
+    fn readable_rules() -> Vec<String> {
+        let mut rules: Vec<String> = eavesdrop_rules()
+            .into_iter()
+            .map(|(rule, _)| rule)
+            .filter(|rule| parse_match_rule(rule).is_ok())
+            .collect();
+        rules.extend(
+            [
+                "type='signal',sender='org.freedesktop.portal.Desktop',\
+                 interface='org.freedesktop.portal.Request',member='Response',\
+                 path='/org/freedesktop/portal/desktop/request/1_42/t'",
+                "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',\
+                 member='NameOwnerChanged',path='/org/freedesktop/DBus',\
+                 arg0='org.freedesktop.portal.Desktop'",
+                "arg0='it'\\''s',arg1=a\\'b,arg2='a,b',arg3=' x ',arg4='',arg5='\\',arg63=''\\'''",
+                "arg0=a'b,c'd,arg1path='/a/b/',path_namespace='/org'",
+                "arg0namespace='org.example',destination=':1.5',type=method_return",
+                "type='error',eavesdrop=true",
+                "member=Frob,interface=org.example.Iface",
+                "arg7='é ü'",
+            ]
+            .iter()
+            .map(|r| r.to_string()),
+        );
+        rules
+    }
+
+    #[test]
+    fn match_rules_serialize_to_text_that_parses_back() {
+        for text in readable_rules() {
+            let rule = parse_match_rule(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            let again = rule.to_rule_string();
+            assert_eq!(
+                parse_match_rule(&again),
+                Ok(rule.clone()),
+                "{text:?} → {again:?}"
+            );
+            // Stable once serialized.
+            assert_eq!(parse_match_rule(&again).unwrap().to_rule_string(), again);
+        }
+        // Values that need quoting, built directly.
+        let hard = [
+            "it's",
+            "'",
+            "''",
+            "\\'",
+            "a,b",
+            " spaced ",
+            "",
+            "\\",
+            "eavesdrop=true",
+            "x',eavesdrop='true",
+        ];
+        for value in hard {
+            let rule = MatchRule {
+                message_type: Some(MessageType::Signal),
+                args: vec![(0, ArgMatch::String(value.to_owned()))],
+                ..MatchRule::default()
+            };
+            let text = rule.to_rule_string();
+            assert_eq!(parse_match_rule(&text), Ok(rule), "{value:?} → {text:?}");
+            assert!(!rule_requests_eavesdrop(&text), "{text:?}");
+        }
+        let rule = MatchRule {
+            message_type: Some(MessageType::Signal),
+            sender: Some("org.example.A".into()),
+            args: vec![(0, ArgMatch::String("it's".into()))],
+            ..MatchRule::default()
+        };
+        assert_eq!(
+            rule.to_rule_string(),
+            "type='signal',sender='org.example.A',arg0='it'\\''s'"
+        );
+        assert_eq!(MatchRule::default().to_rule_string(), "");
+    }
+
+    /// A call with unusual flags, UNIX_FDS, a field code the proxy does not
+    /// know, and a body holding a descriptor index.
+    fn rich_message(e: Endian, destination: Option<&str>) -> Vec<u8> {
+        let mut raw = Raw::new(e, 1, 0x0102_0304)
+            .s(1, b'o', "/org/example/Obj")
+            .s(2, b's', "org.example.Iface")
+            .s(42, b's', "unknown field")
+            .s(3, b's', "Frob");
+        if let Some(destination) = destination {
+            raw = raw.s(6, b's', destination);
+        }
+        let mut raw = raw.u(9, 1).s(8, b'g', "hsay");
+        raw.w.buf[2] = FLAG_NO_AUTO_START | 0x40;
+        raw.finish(&body(e, |w| {
+            w.u32(0);
+            w.string(b"body text").unwrap();
+            w.u32(3);
+            w.buf.extend_from_slice(&[1, 2, 3]);
+        }))
+    }
+
+    #[test]
+    fn a_header_field_is_set_and_nothing_else_changes() {
+        for e in BOTH {
+            let original = rich_message(e, Some("org.freedesktop.portal.Desktop"));
+            let h = parse_header(&original).unwrap();
+            assert_eq!(h.unix_fds, 1);
+            assert_eq!(h.flags, FLAG_NO_AUTO_START | 0x40);
+            for value in [
+                "org.appbox.Portal.Desktop",
+                "a.b",
+                ":1.7",
+                "org.appbox.Portal.Documents.With.A.Much.Longer.Name",
+            ] {
+                let changed =
+                    set_header_field(&original, &h, HeaderField::Destination, value).unwrap();
+                let c = parse_header(&changed).unwrap();
+                assert_eq!(c.destination.as_deref(), Some(value));
+                // Byte order, type, flags, version; body length and serial.
+                assert_eq!(changed[..12], original[..12]);
+                assert_eq!(
+                    Header {
+                        destination: h.destination.clone(),
+                        body_offset: h.body_offset,
+                        ..c.clone()
+                    },
+                    h
+                );
+                assert_eq!(changed[c.body_offset..], original[h.body_offset..]);
+                assert!(changed
+                    .windows(b"unknown field".len())
+                    .any(|w| w == b"unknown field"));
+                // Setting it back gives the original bytes.
+                let back = set_header_field(
+                    &changed,
+                    &c,
+                    HeaderField::Destination,
+                    "org.freedesktop.portal.Desktop",
+                )
+                .unwrap();
+                assert_eq!(back, original);
+            }
+            // A field that was absent is added after the others, which keep
+            // their bytes.
+            let without = rich_message(e, None);
+            let h = parse_header(&without).unwrap();
+            let added = set_header_field(&without, &h, HeaderField::Destination, "a.b").unwrap();
+            let c = parse_header(&added).unwrap();
+            assert_eq!(c.destination.as_deref(), Some("a.b"));
+            assert_eq!(c.unix_fds, 1);
+            assert_eq!(c.signature(), "hsay");
+            assert_eq!(added[c.body_offset..], without[h.body_offset..]);
+            assert_eq!(added[..12], without[..12]);
+            let fields_len = read_u32(&without, 12, e).unwrap() as usize;
+            let old_fields = &without[FIXED_HEADER_SIZE..FIXED_HEADER_SIZE + fields_len];
+            assert_eq!(
+                added[FIXED_HEADER_SIZE..FIXED_HEADER_SIZE + fields_len],
+                *old_fields
+            );
+            // What the field may not hold, and fields that are not strings.
+            let h = parse_header(&original).unwrap();
+            for (field, value) in [
+                (HeaderField::Destination, "no dots"),
+                (HeaderField::Destination, ""),
+                (HeaderField::Path, "relative"),
+                (HeaderField::Member, "a.b"),
+                (HeaderField::ReplySerial, "1"),
+                (HeaderField::UnixFds, "1"),
+                (HeaderField::Signature, "s"),
+            ] {
+                assert!(
+                    set_header_field(&original, &h, field, value).is_err(),
+                    "{field} {value:?}"
+                );
+            }
+            // The header must belong to the message.
+            assert!(set_header_field(&without, &h, HeaderField::Destination, "a.b").is_err());
+        }
+    }
+
+    #[test]
+    fn a_body_is_replaced_and_the_header_kept() {
+        for e in BOTH {
+            let original = call(
+                e,
+                9,
+                "StartServiceByName",
+                &[Arg::Str("org.freedesktop.portal.Desktop"), Arg::Uint32(7)],
+            );
+            let h = parse_header(&original).unwrap();
+            let changed = replace_body(
+                &original,
+                &h,
+                &[Arg::Str("org.appbox.Portal.Desktop"), Arg::Uint32(7)],
+            )
+            .unwrap();
+            let c = parse_header(&changed).unwrap();
+            assert_eq!(changed[..4], original[..4]);
+            assert_eq!(changed[8..h.body_offset], original[8..h.body_offset]);
+            assert_eq!(
+                Header {
+                    body_len: h.body_len,
+                    ..c.clone()
+                },
+                h
+            );
+            assert_eq!(
+                request_name_arguments(&changed, &c),
+                Ok(("org.appbox.Portal.Desktop", 7))
+            );
+            assert_eq!(
+                changed,
+                call(
+                    e,
+                    9,
+                    "StartServiceByName",
+                    &[Arg::Str("org.appbox.Portal.Desktop"), Arg::Uint32(7)],
+                )
+            );
+            assert!(replace_body(&original, &h, &[Arg::Str("x")]).is_err());
+            assert!(replace_body(&original, &h, &[]).is_err());
+        }
+    }
+
     #[test]
     fn every_eavesdrop_spelling_is_caught() {
         for (rule, refuse) in eavesdrop_rules() {
@@ -3582,6 +3957,36 @@ mod tests {
             }
         }
         assert!(disagreements.is_empty(), "{disagreements:#?}");
+    }
+
+    #[test]
+    fn real_daemon_reads_serialized_rules_as_the_originals() {
+        let Some(bus) = RealBus::start() else {
+            return;
+        };
+        let (mut conn, _) = bus.client();
+        let mut serial = 10;
+        let mut ask = |conn: &mut Conn, member: &str, rule: &str| {
+            serial += 1;
+            assert!(conn.send(&call(LE, serial, member, &[Arg::Str(rule)])));
+            let (reply, _) = conn.reply_to(serial).expect("answered");
+            reply.message_type == MessageType::MethodReturn
+        };
+        for text in readable_rules() {
+            let rule = parse_match_rule(&text).unwrap();
+            if rule.eavesdrop {
+                continue;
+            }
+            let again = rule.to_rule_string();
+            // dbus-daemon removes a rule equal, as it parsed them, to one
+            // added: the serialized rule is the original in its eyes.
+            assert!(ask(&mut conn, "AddMatch", &again), "{again:?}");
+            assert!(
+                ask(&mut conn, "RemoveMatch", &text),
+                "{text:?} vs {again:?}"
+            );
+            assert!(!ask(&mut conn, "RemoveMatch", &text), "{text:?} twice");
+        }
     }
 
     #[test]

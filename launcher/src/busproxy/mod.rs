@@ -19,10 +19,26 @@
 //! So the proxy alone decides where authentication ends. No byte of the app's
 //! handshake reaches the real bus, and every byte after it is parsed as a
 //! binary message by [`message`].
+//!
+//! appbox's portal owns `org.appbox.Portal.Desktop` and
+//! `org.appbox.Portal.Documents` on the real bus, since the host's own
+//! xdg-desktop-portal may own the standard names there. Inside the sandbox
+//! the app reaches it as `org.freedesktop.portal.Desktop` and
+//! `org.freedesktop.portal.Documents`. [`policy`] renames between the two,
+//! and hides the host's portal from the app. With `socket=session-bus`
+//! nothing is renamed.
+//!
+//! The portal learns which sandbox calls it from [`peers`]: for each
+//! upstream connection, the proxy writes a record under
+//! `$XDG_RUNTIME_DIR/appbox/peers/<bus guid>/<unique name>` that names the
+//! instance. It writes it when the bus answers the connection's Hello, before
+//! anything else of the app's reaches the bus. It removes it when the
+//! connection closes or the proxy stops.
 
 pub mod auth;
 pub mod instance;
 pub mod message;
+pub mod peers;
 pub mod policy;
 pub mod server;
 #[cfg(test)]

@@ -31,8 +31,9 @@
 //!   well-known name it may OWN. (xdg-dbus-proxy passes every broadcast.) A
 //!   unicast signal needs TALK on its destination, as in xdg-dbus-proxy.
 //! - Incoming broadcasts need TALK on the sender, as in xdg-dbus-proxy.
-//!   The portal names get Flatpak's rules: `--call=org.freedesktop.portal.*=*`
-//!   and `--broadcast=org.freedesktop.portal.*=@/org/freedesktop/portal/*`.
+//! - The portal is reached under aliases (below), not as
+//!   `org.freedesktop.portal.*`: the host's other portal services would see
+//!   the proxy, an unconfined host process.
 //! - Bus driver: calls need `INTERFACE` (dbus-daemon would pick the first
 //!   interface with that member). Hello, AddMatch/RemoveMatch (never
 //!   eavesdropping, in any spelling dbus-daemon accepts), GetId,
@@ -54,6 +55,31 @@
 //!   xdg-dbus-proxy ends it for any serial that does not increase.
 //! - Every table is capped at [`MAX_TRACKED`] entries.
 //!
+//! Portal aliases ([`PORTAL_ALIASES`]): appbox's portal owns
+//! `org.appbox.Portal.Desktop` and `org.appbox.Portal.Documents` on the real
+//! bus, because the host's own xdg-desktop-portal may own the standard names
+//! there. The app reaches it as `org.freedesktop.portal.Desktop` and
+//! `org.freedesktop.portal.Documents`, under Flatpak's portal rules: it may
+//! call them, and gets their broadcasts from `/org/freedesktop/portal` and
+//! below. The filter judges every message in the app's names. The renaming
+//! happens at its edges:
+//!
+//! - To the bus: a DESTINATION that is an alias, the name that GetNameOwner,
+//!   NameHasOwner and StartServiceByName ask about, and the `sender=` and
+//!   `arg0=` of a match rule become the bus's names. Only the renamed part of
+//!   a message changes.
+//! - To the app: NameOwnerChanged and ListNames replies show appbox's portal
+//!   under its alias. The host's portal under the standard names does not
+//!   appear at all, since the app's name does not refer to it.
+//!
+//! The owner learnt from GetNameOwner is kept under the alias, so the
+//! portal's replies and broadcasts pass. The bus's names do not exist for the
+//! app. With `socket=session-bus` nothing is renamed.
+//!
+//! The filter also notes the app's unique name from the bus's answer to its
+//! Hello, under either policy. The proxy holds the app's other messages back
+//! until that answer (see [`Filter::awaiting_hello_reply`]).
+//!
 //! Descriptors: a message's UNIX_FDS must equal the number of descriptors
 //! that came with it (CVE-CLASSES 29). [`Decision::Forward`] keeps the count,
 //! and the caller sends the descriptors along. On any other decision the
@@ -62,9 +88,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::busproxy::message::{
-    access_denied, build_message, error_reply, method_return, parse_header, request_name_arguments,
-    rule_requests_eavesdrop, string_argument, Arg, Header, MessageError, MessageType,
-    OutgoingFields, BUS_INTERFACE, BUS_NAME, ERROR_ACCESS_DENIED, FLAG_NO_AUTO_START,
+    access_denied, error_reply, is_valid_bus_name, match_rule_argument, method_return,
+    parse_header, parse_match_rule, replace_body, request_name_arguments, rule_requests_eavesdrop,
+    set_header_field, string_argument, Arg, ArgMatch, Header, HeaderField, MessageError,
+    MessageType, BUS_INTERFACE, BUS_NAME, ERROR_ACCESS_DENIED, FLAG_NO_AUTO_START,
 };
 use crate::permissions::{Permissions, Socket};
 
@@ -73,9 +100,19 @@ use crate::permissions::{Permissions, Socket};
 /// names the app holds, peers that called the app.
 pub const MAX_TRACKED: usize = 4096;
 
-/// The portal's names, which every sandbox may TALK to (Flatpak's
-/// `--call=org.freedesktop.portal.*=*`).
-pub const DEFAULT_PORTAL_NAMES: &[&str] = &["org.freedesktop.portal.*"];
+/// appbox's portal: the name each sandbox sees, and the name the portal owns
+/// on the real bus. The host's own xdg-desktop-portal may own the standard
+/// names there, and it must not mistake the proxy for a host app.
+pub const PORTAL_ALIASES: &[(&str, &str)] = &[
+    (
+        "org.freedesktop.portal.Desktop",
+        "org.appbox.Portal.Desktop",
+    ),
+    (
+        "org.freedesktop.portal.Documents",
+        "org.appbox.Portal.Documents",
+    ),
+];
 
 /// Broadcasts from a portal name pass only from this path and below
 /// (Flatpak's `--broadcast=org.freedesktop.portal.*=@/org/freedesktop/portal/*`).
@@ -163,7 +200,15 @@ fn is_unique(name: &str) -> bool {
     name.starts_with(':')
 }
 
-/// The static part: levels per well-known name, from the permissions.
+/// A name the app sees and the name it stands for on the bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Alias {
+    app: String,
+    bus: String,
+}
+
+/// The static part: levels per well-known name, from the permissions, and
+/// the portal's aliases.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     unfiltered: bool,
@@ -171,18 +216,23 @@ pub struct Policy {
     exact: BTreeMap<String, Access>,
     /// `org.foo.*` is stored as `org.foo`.
     subtree: BTreeMap<String, Access>,
+    aliases: Vec<Alias>,
 }
 
 impl Policy {
-    /// Levels from `talk-name`, `own-name` and `see-name`, plus TALK for the
-    /// portal names in `portal_names` (with Flatpak's broadcast rule), such
-    /// as [`DEFAULT_PORTAL_NAMES`] once appbox's portal serves them. `socket=session-bus` grants
-    /// the whole bus, so it gives [`Policy::unfiltered`].
+    /// Levels from `talk-name`, `own-name` and `see-name`, plus the portal's
+    /// `portal_aliases` ([`PORTAL_ALIASES`]): pairs of the name the app sees
+    /// and the name on the bus. The app may TALK to each name it sees, with
+    /// Flatpak's broadcast rule, and to nothing more whatever the
+    /// permissions say; the names on the bus do not exist for it. Pairs that
+    /// are not two different well-known names are ignored.
+    /// `socket=session-bus` grants the whole bus, so it gives
+    /// [`Policy::unfiltered`], which renames nothing.
     ///
     /// Grants for unique names (`:1.5`) or empty names are ignored: the
     /// permission parser refuses them, and a unique name cannot be granted in
     /// advance.
-    pub fn new(permissions: &Permissions, portal_names: &[&str]) -> Policy {
+    pub fn new(permissions: &Permissions, portal_aliases: &[(&str, &str)]) -> Policy {
         if permissions.sockets.contains(&Socket::SessionBus) {
             return Policy::unfiltered();
         }
@@ -196,8 +246,17 @@ impl Policy {
         for name in &permissions.own_names {
             policy.grant(name, Access::OWN);
         }
-        for name in portal_names {
-            policy.grant(name, Access::PORTAL);
+        for &(app, bus) in portal_aliases {
+            let well_known = |name: &str| {
+                is_valid_bus_name(name.as_bytes()) && !is_unique(name) && name != BUS_NAME
+            };
+            if app == bus || !well_known(app) || !well_known(bus) {
+                continue;
+            }
+            policy.aliases.push(Alias {
+                app: app.to_owned(),
+                bus: bus.to_owned(),
+            });
         }
         policy
     }
@@ -243,6 +302,12 @@ impl Policy {
         if is_unique(name) {
             return Access::NONE;
         }
+        if self.is_alias(name) {
+            return Access::PORTAL;
+        }
+        if self.aliases.iter().any(|a| a.bus == name) {
+            return Access::NONE;
+        }
         let mut access = self.exact.get(name).copied().unwrap_or(Access::NONE);
         let mut prefix = name;
         loop {
@@ -255,6 +320,33 @@ impl Policy {
             }
         }
         access
+    }
+
+    /// Whether the app's `name` stands for another name on the bus.
+    fn is_alias(&self, name: &str) -> bool {
+        self.aliases.iter().any(|a| a.app == name)
+    }
+
+    /// The bus's name for the app's `name`: itself unless it is an alias.
+    fn bus_name<'a>(&'a self, name: &'a str) -> &'a str {
+        self.aliases
+            .iter()
+            .find(|a| a.app == name)
+            .map_or(name, |a| a.bus.as_str())
+    }
+
+    /// What the app calls the bus's `name`. `None` for a name the app's
+    /// aliases hide: on the bus, it is someone else's (the host's portal).
+    fn app_name<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        if self.is_alias(name) {
+            return None;
+        }
+        Some(
+            self.aliases
+                .iter()
+                .find(|a| a.bus == name)
+                .map_or(name, |a| a.app.as_str()),
+        )
     }
 }
 
@@ -312,6 +404,8 @@ struct Pending {
 pub struct Filter {
     policy: Policy,
     hello_sent: bool,
+    /// The serial of the app's Hello, until the bus answers it.
+    hello_serial: Option<u32>,
     /// The app's unique name, from the reply to its Hello.
     app_name: Option<String>,
     /// The serial of the next message the proxy makes up.
@@ -333,6 +427,7 @@ impl Filter {
         Filter {
             policy,
             hello_sent: false,
+            hello_serial: None,
             app_name: None,
             next_serial: 1,
             outgoing: BTreeMap::new(),
@@ -347,9 +442,18 @@ impl Filter {
         &self.policy
     }
 
-    /// The app's unique name, once the bus has answered its Hello.
+    /// The app's unique name, once the bus has answered its Hello (with
+    /// either policy).
     pub fn app_name(&self) -> Option<&str> {
         self.app_name.as_deref()
+    }
+
+    /// The app's Hello has been forwarded and the bus has not answered it
+    /// yet. The proxy holds the app's next messages back until then, so
+    /// that the app's unique name is known (and its peer record written)
+    /// before anything else of the app's reaches the bus.
+    pub fn awaiting_hello_reply(&self) -> bool {
+        self.hello_serial.is_some()
     }
 
     /// How many entries the filter tracks, all tables together; never more
@@ -386,6 +490,13 @@ impl Filter {
             return self.refuse(&header, ERROR_ACCESS_DENIED, &format!("appbox: {e}"));
         }
         if self.policy.unfiltered {
+            // Everything passes as it is; only the app's name is noted.
+            if !self.hello_sent {
+                self.hello_sent = true;
+                if is_hello(&header) {
+                    self.hello_serial = Some(header.serial);
+                }
+            }
             return Decision::Forward(msg.to_vec());
         }
         if !self.hello_sent {
@@ -393,7 +504,11 @@ impl Filter {
                 return Decision::Disconnect(FilterError::HelloFirst);
             }
             self.hello_sent = true;
-            return self.forward_call(&header, msg, Kind::Hello);
+            let decision = self.forward_call(&header, msg, Kind::Hello);
+            if matches!(decision, Decision::Forward(_)) {
+                self.hello_serial = Some(header.serial);
+            }
+            return decision;
         }
         match header.message_type {
             MessageType::MethodCall => self.app_call(&header, msg),
@@ -419,6 +534,17 @@ impl Filter {
             return Decision::Disconnect(FilterError::MalformedFromBus(e));
         }
         if self.policy.unfiltered {
+            if self.hello_serial.is_some()
+                && header.reply_serial == self.hello_serial
+                && header.sender.as_deref() == Some(BUS_NAME)
+            {
+                self.hello_serial = None;
+                if header.message_type == MessageType::MethodReturn {
+                    if let Ok(name) = string_argument(msg, &header) {
+                        self.app_name = Some(name.to_owned());
+                    }
+                }
+            }
             return Decision::Forward(msg.to_vec());
         }
         match header.message_type {
@@ -531,10 +657,12 @@ impl Filter {
             Some(BUS_NAME) => false,
             Some(destination) => self.access_of(destination).level >= Level::Talk,
         };
-        if allowed {
-            Decision::Forward(msg.to_vec())
-        } else {
-            Decision::Drop
+        if !allowed {
+            return Decision::Drop;
+        }
+        match self.to_bus_names(header, msg) {
+            Ok(bytes) => Decision::Forward(bytes),
+            Err(_) => Decision::Drop,
         }
     }
 
@@ -554,8 +682,13 @@ impl Filter {
         }
     }
 
-    /// Forwards a call and remembers it if it expects a reply.
+    /// Forwards a call, in the bus's names, and remembers it if it expects a
+    /// reply.
     fn forward_call(&mut self, header: &Header, msg: &[u8], kind: Kind) -> Decision {
+        let bytes = match self.to_bus_names(header, msg) {
+            Ok(bytes) => bytes,
+            Err(e) => return self.deny(header, &format!("cannot pass this call on: {e}")),
+        };
         if header.expects_reply() {
             if self.outgoing.contains_key(&header.serial) {
                 return Decision::Disconnect(FilterError::SerialReused(header.serial));
@@ -571,7 +704,82 @@ impl Filter {
             self.outgoing
                 .insert(header.serial, Pending { destination, kind });
         }
-        Decision::Forward(msg.to_vec())
+        Decision::Forward(bytes)
+    }
+
+    /// The app's message as the bus must see it: a destination that is an
+    /// alias, and the name a bus driver call is about (GetNameOwner,
+    /// NameHasOwner, StartServiceByName, and the `sender=` and `arg0=` of
+    /// a match rule), become the bus's name. Judged already, in the app's
+    /// names; unchanged when nothing is aliased.
+    fn to_bus_names(&self, header: &Header, msg: &[u8]) -> Result<Vec<u8>, MessageError> {
+        let Some(destination) = header.destination.as_deref() else {
+            return Ok(msg.to_vec());
+        };
+        if self.policy.aliases.is_empty() {
+            return Ok(msg.to_vec());
+        }
+        if destination != BUS_NAME {
+            let bus = self.policy.bus_name(destination);
+            if bus == destination {
+                return Ok(msg.to_vec());
+            }
+            return set_header_field(msg, header, HeaderField::Destination, bus);
+        }
+        if header.message_type != MessageType::MethodCall
+            || header.interface.as_deref() != Some(BUS_INTERFACE)
+        {
+            return Ok(msg.to_vec());
+        }
+        match header.member.as_deref() {
+            Some("GetNameOwner" | "NameHasOwner") => {
+                let name = string_argument(msg, header)?;
+                let bus = self.policy.bus_name(name);
+                if bus == name {
+                    return Ok(msg.to_vec());
+                }
+                replace_body(msg, header, &[Arg::Str(bus)])
+            }
+            Some("StartServiceByName") => {
+                let (name, flags) = request_name_arguments(msg, header)?;
+                let bus = self.policy.bus_name(name);
+                if bus == name {
+                    return Ok(msg.to_vec());
+                }
+                replace_body(msg, header, &[Arg::Str(bus), Arg::Uint32(flags)])
+            }
+            Some("AddMatch" | "RemoveMatch") => {
+                let mut rule = match_rule_argument(msg, header)?;
+                let mut renamed = false;
+                if let Some(sender) = rule.sender.as_mut() {
+                    let bus = self.policy.bus_name(sender);
+                    if bus != sender.as_str() {
+                        *sender = bus.to_owned();
+                        renamed = true;
+                    }
+                }
+                for (index, arg) in rule.args.iter_mut() {
+                    if let (0, ArgMatch::String(value)) = (*index, arg) {
+                        let bus = self.policy.bus_name(value);
+                        if bus != value.as_str() {
+                            *value = bus.to_owned();
+                            renamed = true;
+                        }
+                    }
+                }
+                if !renamed {
+                    return Ok(msg.to_vec());
+                }
+                // Only rules that name an alias are written anew; the bus
+                // must read the new text as the renamed rule.
+                let text = rule.to_rule_string();
+                if parse_match_rule(&text)? != rule {
+                    return Err(MessageError::InvalidMatchRule("cannot be renamed"));
+                }
+                replace_body(msg, header, &[Arg::Str(&text)])
+            }
+            _ => Ok(msg.to_vec()),
+        }
     }
 
     fn deny(&mut self, header: &Header, why: &str) -> Decision {
@@ -668,6 +876,7 @@ impl Filter {
         match pending.kind {
             Kind::Normal => {}
             Kind::Hello => {
+                self.hello_serial = None;
                 if is_return {
                     if let Ok(name) = string_argument(msg, header) {
                         self.app_name = Some(name.to_owned());
@@ -710,6 +919,12 @@ impl Filter {
         let Ok(names) = names else {
             return Decision::Disconnect(FilterError::BadBusReply("ListNames"));
         };
+        // In the app's names: an alias for each name it stands for, and
+        // nothing for the names the aliases hide.
+        let names: Vec<&str> = names
+            .into_iter()
+            .filter_map(|name| self.policy.app_name(name))
+            .collect();
         // Unique names by the names they own, computed once for the list.
         let mut owned: BTreeMap<&str, Access> = BTreeMap::new();
         for (name, owner) in &self.owners {
@@ -728,20 +943,7 @@ impl Filter {
                 access.level >= Level::See
             })
             .collect();
-        let fields = OutgoingFields {
-            flags: header.flags,
-            reply_serial: header.reply_serial,
-            destination: header.destination.as_deref(),
-            sender: header.sender.as_deref(),
-            ..OutgoingFields::default()
-        };
-        match build_message(
-            MessageType::MethodReturn,
-            header.serial,
-            &fields,
-            &[Arg::StrArray(&kept)],
-            header.endian,
-        ) {
+        match replace_body(msg, header, &[Arg::StrArray(&kept)]) {
             Ok(rewritten) => Decision::Forward(rewritten),
             Err(e) => Decision::Disconnect(FilterError::Build(e)),
         }
@@ -785,8 +987,26 @@ impl Filter {
         if header.destination.is_some() && !self.is_app(header.destination.as_deref()) {
             return Decision::Drop;
         }
-        let Some((name, _old, new)) = three_strings(msg, header) else {
+        let Some((bus_name, old, new)) = three_strings(msg, header) else {
             return Decision::Drop;
+        };
+        // In the app's names. A name an alias hides is someone else's on the
+        // bus: its changes say nothing about the name the app knows.
+        let Some(name) = self.policy.app_name(bus_name).map(str::to_owned) else {
+            return Decision::Drop;
+        };
+        let name = name.as_str();
+        let renamed;
+        let msg = if name == bus_name {
+            msg
+        } else {
+            match replace_body(msg, header, &[Arg::Str(name), Arg::Str(old), Arg::Str(new)]) {
+                Ok(bytes) => {
+                    renamed = bytes;
+                    &renamed
+                }
+                Err(e) => return Decision::Disconnect(FilterError::Build(e)),
+            }
         };
         // Judged before the change: the app sees its callers leave.
         let visible = self.access_of(name).level >= Level::See;
@@ -947,7 +1167,10 @@ fn three_strings<'a>(msg: &'a [u8], header: &Header) -> Option<(&'a str, &'a str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::busproxy::message::{Endian, FLAG_NO_REPLY_EXPECTED};
+    use crate::busproxy::message::{
+        build_message, parse_match_rule, Endian, MatchRule, OutgoingFields, FLAG_NO_REPLY_EXPECTED,
+        MAX_MATCH_RULE_LENGTH,
+    };
     use crate::busproxy::testing::{eavesdrop_rules, XorShift};
 
     const LE: Endian = Endian::Little;
@@ -978,7 +1201,7 @@ mod tests {
                 &["org.example.App", "org.example.App.*"],
                 &["org.example.Seen"],
             ),
-            DEFAULT_PORTAL_NAMES,
+            PORTAL_ALIASES,
         )
     }
 
@@ -1195,7 +1418,10 @@ mod tests {
     /// Makes `owner` the owner of `name` through the app's own GetNameOwner.
     fn learn_owner(f: &mut Filter, e: Endian, serial: u32, name: &str, owner: &str) {
         let ask = bus(e, serial, "GetNameOwner", &[Arg::Str(name)]);
-        forwarded(f.from_app(&ask), &ask);
+        // An alias is asked about under the bus's name.
+        let on_the_bus = f.policy.bus_name(name).to_owned();
+        let sent = bus(e, serial, "GetNameOwner", &[Arg::Str(&on_the_bus)]);
+        forwarded(f.from_app(&ask), &sent);
         let answer = ret(e, 900 + serial, BUS_NAME, APP, serial, &[Arg::Str(owner)]);
         forwarded(f.from_bus(&answer), &answer);
     }
@@ -1210,7 +1436,7 @@ mod tests {
                 &["org.example.Own.*", "org.example.Both"],
                 &["org.example.Seen", "org.example.Talk"],
             ),
-            &["org.freedesktop.portal.*", "org.appbox.Portal"],
+            PORTAL_ALIASES,
         );
         assert!(!p.is_unfiltered());
         assert_eq!(p.level("org.example.Seen"), Level::See);
@@ -1232,11 +1458,20 @@ mod tests {
         assert_eq!(p.level("org.example.Own"), Level::Own);
         assert_eq!(p.level("org.example.Own.Sub"), Level::Own);
         assert_eq!(p.level("org.example.Owner"), Level::None);
-        // The portal, by default and by name.
+        // The portal, under the names the app sees; not the host's other
+        // portal services, nor the names appbox's portal has on the bus.
         assert_eq!(p.level("org.freedesktop.portal.Desktop"), Level::Talk);
         assert_eq!(p.level("org.freedesktop.portal.Documents"), Level::Talk);
-        assert_eq!(p.level("org.freedesktop.portals"), Level::None);
-        assert_eq!(p.level("org.appbox.Portal"), Level::Talk);
+        for name in [
+            "org.freedesktop.portal",
+            "org.freedesktop.portal.Settings",
+            "org.freedesktop.portal.Desktop.Sub",
+            "org.freedesktop.portals",
+            "org.appbox.Portal.Desktop",
+            "org.appbox.Portal.Documents",
+        ] {
+            assert_eq!(p.level(name), Level::None, "{name}");
+        }
         assert_eq!(p.level(BUS_NAME), Level::Talk);
         // Unique names have no level of their own.
         assert_eq!(p.level(":1.5"), Level::None);
@@ -1251,6 +1486,40 @@ mod tests {
         all.sockets.insert(Socket::SessionBus);
         assert!(Policy::new(&all, &[]).is_unfiltered());
         assert_eq!(Policy::unfiltered(), Policy::new(&all, &[]));
+        assert_eq!(Policy::unfiltered(), Policy::new(&all, PORTAL_ALIASES));
+    }
+
+    #[test]
+    fn aliases_are_talk_only_and_hide_their_bus_names() {
+        // Grants cannot widen an alias, nor reach the names on the bus.
+        let p = Policy::new(
+            &perms(
+                &["org.appbox.*", "org.freedesktop.*"],
+                &["org.freedesktop.portal.*", "org.appbox.Portal.Desktop"],
+                &["org.appbox.Portal.Documents"],
+            ),
+            PORTAL_ALIASES,
+        );
+        assert_eq!(p.access("org.freedesktop.portal.Desktop"), Access::PORTAL);
+        assert_eq!(p.access("org.freedesktop.portal.Documents"), Access::PORTAL);
+        assert_eq!(p.level("org.appbox.Portal.Desktop"), Level::None);
+        assert_eq!(p.level("org.appbox.Portal.Documents"), Level::None);
+        // Other names under the grants keep them.
+        assert_eq!(p.level("org.freedesktop.portal.Settings"), Level::Own);
+        assert_eq!(p.level("org.appbox.Other"), Level::Talk);
+        // Pairs that are not two different well-known names are ignored.
+        let odd = Policy::new(
+            &perms(&[], &[], &[]),
+            &[
+                ("org.example.A", "org.example.A"),
+                (":1.5", "org.example.B"),
+                ("org.example.C", ":1.6"),
+                ("nodots", "org.example.D"),
+                (BUS_NAME, "org.example.E"),
+                ("org.example.F", BUS_NAME),
+            ],
+        );
+        assert_eq!(odd, Policy::new(&perms(&[], &[], &[]), &[]));
     }
 
     // ---- Hello -------------------------------------------------------------
@@ -1314,7 +1583,7 @@ mod tests {
                 (2, "org.example.Talk"),
                 (3, "org.example.wild.deep.Name"),
                 (4, "org.example.App"),
-                (5, "org.freedesktop.portal.Desktop"),
+                (5, "org.example.wild"),
                 (6, APP),
             ] {
                 let m = call(e, serial, name, 0);
@@ -1869,7 +2138,9 @@ mod tests {
                 "org.example.Hidden",
                 "org.example.wild.a",
                 "org.example.wilder",
+                // The host's portal: hidden; appbox's: under the alias.
                 "org.freedesktop.portal.Desktop",
+                "org.appbox.Portal.Desktop",
                 "org.gnome.Shell",
             ];
             let visible = [
@@ -2113,6 +2384,378 @@ mod tests {
                 &[Arg::Str("org.example.Seen")],
             );
             forwarded(f.from_bus(&seen), &seen);
+        }
+    }
+
+    // ---- the portal's aliases ----------------------------------------------
+
+    const DESKTOP: &str = "org.freedesktop.portal.Desktop";
+    const DESKTOP_ON_BUS: &str = "org.appbox.Portal.Desktop";
+    const DOCUMENTS: &str = "org.freedesktop.portal.Documents";
+    const DOCUMENTS_ON_BUS: &str = "org.appbox.Portal.Documents";
+    const PORTAL_OBJECT: &str = "/org/freedesktop/portal/desktop";
+
+    /// The rule text the app's `rule` becomes on the bus.
+    fn forwarded_rule(d: &Decision) -> MatchRule {
+        let Decision::Forward(bytes) = d else {
+            panic!("expected a forward, got {d:?}");
+        };
+        let h = parse_header(bytes).unwrap();
+        parse_match_rule(string_argument(bytes, &h).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn calls_to_the_portal_go_to_its_name_on_the_bus() {
+        for e in BOTH {
+            let mut f = started(policy(), e);
+            // Under the names the app sees: renamed, all else unchanged.
+            for (serial, flags) in [(2, 0), (3, FLAG_NO_AUTO_START), (4, FLAG_NO_REPLY_EXPECTED)] {
+                let m = call(e, serial, DESKTOP, flags);
+                forwarded(f.from_app(&m), &call(e, serial, DESKTOP_ON_BUS, flags));
+            }
+            let m = call(e, 5, DOCUMENTS, 0);
+            forwarded(f.from_app(&m), &call(e, 5, DOCUMENTS_ON_BUS, 0));
+            // With descriptors, which stay counted.
+            let m = with_unix_fds(&call(e, 6, DESKTOP, 0), 2, e);
+            forwarded(
+                f.from_app_with_fds(&m, 2),
+                &with_unix_fds(&call(e, 6, DESKTOP_ON_BUS, 0), 2, e),
+            );
+            // The replies come from the portal's unique name, to the calls
+            // as the app made them.
+            let answer = ret(e, 40, ":1.20", APP, 2, &[Arg::Str("ok")]);
+            forwarded(f.from_bus(&answer), &answer);
+            let failed = err(e, 41, BUS_NAME, APP, 3, ERROR_SERVICE_UNKNOWN);
+            forwarded(f.from_bus(&failed), &failed);
+            // Under the bus's names, the portal does not exist.
+            refused(
+                f.from_app(&call(e, 7, DESKTOP_ON_BUS, 0)),
+                ERROR_SERVICE_UNKNOWN,
+                7,
+                e,
+            );
+            refused(
+                f.from_app(&call(e, 8, DOCUMENTS_ON_BUS, FLAG_NO_AUTO_START)),
+                ERROR_NAME_HAS_NO_OWNER,
+                8,
+                e,
+            );
+            // Nor do the host's other portal services.
+            refused(
+                f.from_app(&call(e, 9, "org.freedesktop.portal.Settings", 0)),
+                ERROR_SERVICE_UNKNOWN,
+                9,
+                e,
+            );
+            // Unicast signals to the portal are renamed too.
+            let m = signal(e, 10, None, Some(DESKTOP), PATH);
+            forwarded(
+                f.from_app(&m),
+                &signal(e, 10, None, Some(DESKTOP_ON_BUS), PATH),
+            );
+            assert_eq!(
+                f.from_app(&signal(e, 11, None, Some(DESKTOP_ON_BUS), PATH)),
+                Decision::Drop
+            );
+            // The app may not own the portal's names, either of them.
+            for (serial, name) in [(12, DESKTOP), (13, DESKTOP_ON_BUS)] {
+                let m = bus(e, serial, "RequestName", &[Arg::Str(name), Arg::Uint32(0)]);
+                denied(f.from_app(&m), serial, e);
+            }
+        }
+    }
+
+    #[test]
+    fn bus_driver_calls_about_the_portal_use_its_name_on_the_bus() {
+        for e in BOTH {
+            let mut f = started(policy(), e);
+            for (serial, member) in [(2, "GetNameOwner"), (3, "NameHasOwner")] {
+                let m = bus(e, serial, member, &[Arg::Str(DESKTOP)]);
+                let sent = bus(e, serial, member, &[Arg::Str(DESKTOP_ON_BUS)]);
+                forwarded(f.from_app(&m), &sent);
+            }
+            // The owner is kept under the name the app knows.
+            let owner = ret(e, 50, BUS_NAME, APP, 2, &[Arg::Str(":1.20")]);
+            forwarded(f.from_bus(&owner), &owner);
+            assert_eq!(f.owners.get(DESKTOP).map(String::as_str), Some(":1.20"));
+            assert_eq!(f.owners.get(DESKTOP_ON_BUS), None);
+            assert_eq!(f.level_of(":1.20"), Level::Talk);
+            let m = call(e, 4, ":1.20", 0);
+            forwarded(f.from_app(&m), &m);
+            let m = bus(
+                e,
+                5,
+                "StartServiceByName",
+                &[Arg::Str(DOCUMENTS), Arg::Uint32(0)],
+            );
+            let sent = bus(
+                e,
+                5,
+                "StartServiceByName",
+                &[Arg::Str(DOCUMENTS_ON_BUS), Arg::Uint32(0)],
+            );
+            forwarded(f.from_app(&m), &sent);
+            // The bus's names are unknown names.
+            refused(
+                f.from_app(&bus(e, 6, "GetNameOwner", &[Arg::Str(DESKTOP_ON_BUS)])),
+                ERROR_NAME_HAS_NO_OWNER,
+                6,
+                e,
+            );
+            let d = f.from_app(&bus(e, 7, "NameHasOwner", &[Arg::Str(DESKTOP_ON_BUS)]));
+            let Decision::Reply(bytes) = &d else {
+                panic!("{d:?}");
+            };
+            let h = parse_header(bytes).unwrap();
+            assert!(!h.body(bytes).unwrap().read_bool().unwrap());
+            let m = bus(
+                e,
+                8,
+                "StartServiceByName",
+                &[Arg::Str(DESKTOP_ON_BUS), Arg::Uint32(0)],
+            );
+            denied(f.from_app(&m), 8, e);
+            // Other names pass as they are.
+            let m = bus(e, 9, "GetNameOwner", &[Arg::Str("org.example.Talk")]);
+            forwarded(f.from_app(&m), &m);
+        }
+    }
+
+    #[test]
+    fn match_rules_naming_the_portal_are_renamed() {
+        for e in BOTH {
+            let mut f = started(policy(), e);
+            let mut serial = 1;
+            for member in ["AddMatch", "RemoveMatch"] {
+                // GDBus's rule for a signal subscription with a sender, and
+                // its rule for watching the sender's owner.
+                let by_sender = format!(
+                    "type='signal',sender='{DESKTOP}',interface='org.freedesktop.portal.Request',\
+                     member='Response',path='{PORTAL_OBJECT}/request/1_42/t'"
+                );
+                let watch = format!(
+                    "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',\
+                     member='NameOwnerChanged',path='/org/freedesktop/DBus',arg0='{DESKTOP}'"
+                );
+                let unquoted = format!("sender={DOCUMENTS},arg0={DOCUMENTS},arg1=it\\'s");
+                for text in [&by_sender, &watch, &unquoted] {
+                    serial += 1;
+                    let d = f.from_app(&bus(e, serial, member, &[Arg::Str(text)]));
+                    let mut expected = parse_match_rule(text).unwrap();
+                    for name in expected.sender.iter_mut() {
+                        *name = f.policy.bus_name(name).to_owned();
+                    }
+                    if let Some((0, ArgMatch::String(name))) = expected.args.first_mut() {
+                        *name = f.policy.bus_name(name).to_owned();
+                    }
+                    assert_ne!(expected, parse_match_rule(text).unwrap());
+                    assert_eq!(forwarded_rule(&d), expected, "{text}");
+                    // The rest of the message is the app's.
+                    let Decision::Forward(bytes) = &d else {
+                        unreachable!()
+                    };
+                    let h = parse_header(bytes).unwrap();
+                    assert_eq!(h.serial, serial);
+                    assert_eq!(h.member.as_deref(), Some(member));
+                    assert_eq!(h.endian, e);
+                }
+                // Rules that do not name an alias in sender= or arg0= pass
+                // byte for byte, however they are spelled.
+                for text in [
+                    format!("type='signal',sender={DESKTOP_ON_BUS}"),
+                    format!("arg0namespace='{DESKTOP}'"),
+                    format!("arg1='{DESKTOP}',sender=org.example.Talk"),
+                    format!("arg0path='/org/x',path='{PORTAL_OBJECT}'"),
+                    "type=signal,member=Changed,path_namespace='/org'".to_owned(),
+                ] {
+                    serial += 1;
+                    let m = bus(e, serial, member, &[Arg::Str(&text)]);
+                    forwarded(f.from_app(&m), &m);
+                }
+                // Eavesdropping stays refused.
+                serial += 1;
+                let m = bus(
+                    e,
+                    serial,
+                    member,
+                    &[Arg::Str(&format!("sender='{DESKTOP}',eavesdrop=true"))],
+                );
+                denied(f.from_app(&m), serial, e);
+                // A rule whose new text would be too long for the bus.
+                serial += 1;
+                let head = format!("sender={DESKTOP},arg1=x,arg2=x,arg3=x,arg4=x,arg5=x,arg6=x,arg7=x,arg8=x,arg9=x,arg10=");
+                let long = format!("{head}{}", "y".repeat(MAX_MATCH_RULE_LENGTH - head.len()));
+                assert!(parse_match_rule(&long).is_ok());
+                let m = bus(e, serial, member, &[Arg::Str(&long)]);
+                denied(f.from_app(&m), serial, e);
+            }
+        }
+    }
+
+    #[test]
+    fn the_portal_is_seen_under_its_alias_and_the_hosts_not_at_all() {
+        for e in BOTH {
+            let mut f = started(policy(), e);
+            // appbox's portal appears: renamed, and its owner is learnt.
+            let appeared = owner_changed(e, 30, DESKTOP_ON_BUS, "", ":1.20");
+            forwarded(
+                f.from_bus(&appeared),
+                &owner_changed(e, 30, DESKTOP, "", ":1.20"),
+            );
+            assert_eq!(f.level_of(":1.20"), Level::Talk);
+            // The host's portal under the standard name: never seen, and it
+            // changes nothing.
+            for (serial, old, new) in [(31, "", ":1.5"), (32, ":1.5", ":1.6"), (33, ":1.6", "")] {
+                let host = owner_changed(e, serial, DESKTOP, old, new);
+                assert_eq!(f.from_bus(&host), Decision::Drop);
+            }
+            assert_eq!(f.owners.get(DESKTOP).map(String::as_str), Some(":1.20"));
+            assert_eq!(f.level_of(":1.5"), Level::None);
+            assert_eq!(f.level_of(":1.6"), Level::None);
+            // Broadcasts from appbox's portal pass on its paths; the host's
+            // portal is nobody.
+            let response = signal(
+                e,
+                34,
+                Some(":1.20"),
+                None,
+                "/org/freedesktop/portal/desktop/request/1_42/t",
+            );
+            forwarded(f.from_bus(&response), &response);
+            assert_eq!(
+                f.from_bus(&signal(e, 35, Some(":1.20"), None, PATH)),
+                Decision::Drop
+            );
+            assert_eq!(
+                f.from_bus(&signal(e, 36, Some(":1.5"), None, PORTAL_OBJECT)),
+                Decision::Drop
+            );
+            // appbox's portal leaves: the app sees its alias go.
+            let gone = owner_changed(e, 37, DESKTOP_ON_BUS, ":1.20", "");
+            forwarded(
+                f.from_bus(&gone),
+                &owner_changed(e, 37, DESKTOP, ":1.20", ""),
+            );
+            assert_eq!(f.level_of(":1.20"), Level::None);
+            assert_eq!(f.owners.get(DESKTOP), None);
+        }
+    }
+
+    #[test]
+    fn name_lists_show_the_portal_under_its_alias() {
+        for e in BOTH {
+            let mut f = started(policy(), e);
+            learn_owner(&mut f, e, 2, DESKTOP, ":1.20");
+            let all = [
+                BUS_NAME,
+                APP,
+                DESKTOP,
+                DESKTOP_ON_BUS,
+                ":1.20",
+                ":1.5",
+                DOCUMENTS_ON_BUS,
+                "org.freedesktop.portal.Settings",
+                DOCUMENTS,
+            ];
+            let visible = [BUS_NAME, APP, DESKTOP, ":1.20", DOCUMENTS];
+            for (serial, member) in [(3, "ListNames"), (4, "ListActivatableNames")] {
+                let ask = bus(e, serial, member, &[]);
+                forwarded(f.from_app(&ask), &ask);
+                let answer = ret(
+                    e,
+                    60 + serial,
+                    BUS_NAME,
+                    APP,
+                    serial,
+                    &[Arg::StrArray(&all)],
+                );
+                let (h, names) = names_in(&f.from_bus(&answer));
+                assert_eq!(names, visible);
+                let asked = parse_header(&answer).unwrap();
+                assert_eq!(
+                    Header {
+                        body_len: asked.body_len,
+                        ..h
+                    },
+                    asked
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_unfiltered_policy_renames_nothing() {
+        for e in BOTH {
+            let mut f = Filter::new(Policy::new(
+                &Permissions {
+                    sockets: [Socket::SessionBus].into_iter().collect(),
+                    ..Permissions::default()
+                },
+                PORTAL_ALIASES,
+            ));
+            let hello = bus(e, 1, "Hello", &[]);
+            forwarded(f.from_app(&hello), &hello);
+            let welcome = ret(e, 1, BUS_NAME, APP, 1, &[Arg::Str(APP)]);
+            forwarded(f.from_bus(&welcome), &welcome);
+            assert_eq!(f.app_name(), Some(APP));
+            for m in [
+                call(e, 2, DESKTOP, 0),
+                call(e, 3, DESKTOP_ON_BUS, 0),
+                bus(e, 4, "GetNameOwner", &[Arg::Str(DESKTOP)]),
+                bus(
+                    e,
+                    5,
+                    "AddMatch",
+                    &[Arg::Str(&format!("sender='{DESKTOP}'"))],
+                ),
+            ] {
+                forwarded(f.from_app(&m), &m);
+            }
+            for m in [
+                owner_changed(e, 6, DESKTOP, "", ":1.5"),
+                owner_changed(e, 7, DESKTOP_ON_BUS, "", ":1.20"),
+            ] {
+                forwarded(f.from_bus(&m), &m);
+            }
+        }
+    }
+
+    #[test]
+    fn the_app_waits_for_the_answer_to_its_hello() {
+        for e in BOTH {
+            for open in [false, true] {
+                let mut f = Filter::new(if open { Policy::unfiltered() } else { policy() });
+                assert!(!f.awaiting_hello_reply());
+                let hello = bus(e, 5, "Hello", &[]);
+                forwarded(f.from_app(&hello), &hello);
+                assert!(f.awaiting_hello_reply());
+                // Other replies do not count.
+                let other = ret(e, 1, BUS_NAME, APP, 4, &[Arg::Str(":1.9")]);
+                let _ = f.from_bus(&other);
+                let forged = ret(e, 2, ":1.9", APP, 5, &[Arg::Str(":1.9")]);
+                let _ = f.from_bus(&forged);
+                assert!(f.awaiting_hello_reply());
+                assert_eq!(f.app_name(), None);
+                let welcome = ret(e, 3, BUS_NAME, APP, 5, &[Arg::Str(APP)]);
+                forwarded(f.from_bus(&welcome), &welcome);
+                assert!(!f.awaiting_hello_reply());
+                assert_eq!(f.app_name(), Some(APP));
+
+                // An error answers it too, and names nobody.
+                let mut f = Filter::new(if open { Policy::unfiltered() } else { policy() });
+                forwarded(f.from_app(&hello), &hello);
+                let refusal = err(e, 3, BUS_NAME, APP, 5, ERROR_ACCESS_DENIED);
+                forwarded(f.from_bus(&refusal), &refusal);
+                assert!(!f.awaiting_hello_reply());
+                assert_eq!(f.app_name(), None);
+            }
+            // Unfiltered, a first message that is not Hello is no Hello.
+            let mut f = Filter::new(Policy::unfiltered());
+            let m = call(e, 1, "org.example.Talk", 0);
+            forwarded(f.from_app(&m), &m);
+            let hello = bus(e, 2, "Hello", &[]);
+            forwarded(f.from_app(&hello), &hello);
+            assert!(!f.awaiting_hello_reply());
         }
     }
 

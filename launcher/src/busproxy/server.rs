@@ -17,6 +17,14 @@
 //! One connection failing (a malformed message, a hang-up, a refused
 //! handshake, an unreachable bus) closes that connection and its upstream
 //! only.
+//!
+//! Peer records: with [`PeerRecords`], each upstream connection's unique
+//! name is recorded for the portal (see [`crate::busproxy::peers`]) as soon
+//! as the bus answers its Hello. The app's messages after Hello wait until
+//! then, so nothing of the app's reaches the portal before the record
+//! exists. A connection whose record cannot be written is closed: the portal
+//! must never take a sandboxed app for a host app. The record goes when the
+//! connection closes, and when [`serve`] returns.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read};
@@ -31,6 +39,7 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials, ControlMessage, Msg
 
 use crate::busproxy::auth::{AuthError, ClientAuth, ServerAuth};
 use crate::busproxy::message::{message_length, MessageError, DEFAULT_MAX_UNIX_FDS};
+use crate::busproxy::peers::{PeerError, PeerRecord, PeerRecords};
 use crate::busproxy::policy::{Decision, Filter, FilterError, Policy};
 
 /// Simultaneous app connections; more are accepted and closed at once.
@@ -73,22 +82,38 @@ enum Close {
     Message(MessageError),
     Filter(FilterError),
     Fds(&'static str),
+    Peer(PeerError),
+}
+
+/// What every connection needs from [`serve`].
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    upstream: &'a Path,
+    euid: u32,
+    peers: Option<&'a PeerRecords>,
 }
 
 /// Serves app connections from `listener` until `stop` becomes readable (or
 /// hangs up), relaying each to a new connection to the bus socket at
-/// `upstream`, filtered by `policy`.
+/// `upstream`, filtered by `policy`, and recording each upstream
+/// connection in `peers` while it lasts. When it returns, for any reason,
+/// every connection is closed and its record removed.
 pub fn serve(
     listener: UnixListener,
     upstream: &Path,
     policy: Policy,
     stop: Option<BorrowedFd<'_>>,
+    peers: Option<&PeerRecords>,
 ) -> Result<(), ServerError> {
     listener
         .set_nonblocking(true)
         .map_err(ServerError::Listener)?;
     let guid = random_guid().map_err(ServerError::Random)?;
-    let euid = nix::unistd::geteuid().as_raw();
+    let ctx = Ctx {
+        upstream,
+        euid: nix::unistd::geteuid().as_raw(),
+        peers,
+    };
     let mut conns: Vec<Conn> = Vec::new();
     let mut accept_paused_until: Option<Instant> = None;
 
@@ -160,7 +185,7 @@ pub fn serve(
             i += 1;
             // A failing connection is dropped, which closes both its sockets
             // and every descriptor it still holds.
-            conn.handle(get(app_slot), get(bus_slot), upstream, euid)
+            conn.handle(get(app_slot), get(bus_slot), ctx)
                 .unwrap_or(false)
         });
 
@@ -215,6 +240,9 @@ struct Conn {
     server: ServerAuth,
     client: Option<ClientAuth>,
     filter: Filter,
+    /// The upstream connection's peer record, once written; removed when
+    /// the connection is dropped.
+    record: Option<PeerRecord>,
     /// Descriptors may pass (negotiated with both the app and the bus).
     fds_ok: bool,
     /// The app hung up: flush what goes to the bus, then close.
@@ -234,6 +262,7 @@ impl Conn {
             server: ServerAuth::new(creds.uid(), guid),
             client: None,
             filter: Filter::new(policy),
+            record: None,
             fds_ok: false,
             app_done: false,
             bus_done: false,
@@ -263,6 +292,7 @@ impl Conn {
             Phase::Relay => {
                 !self.app_done
                     && !self.bus_done
+                    && !self.filter.awaiting_hello_reply()
                     && self.app_out_bytes() <= HIGH_WATER
                     && self.bus_out_bytes() <= HIGH_WATER
             }
@@ -299,8 +329,7 @@ impl Conn {
         &mut self,
         app_rev: PollFlags,
         bus_rev: PollFlags,
-        upstream: &Path,
-        euid: u32,
+        ctx: Ctx<'_>,
     ) -> Result<bool, Close> {
         let trouble = PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
         let (want_app, want_bus) = self.interest();
@@ -308,7 +337,7 @@ impl Conn {
 
         if !app_rev.is_empty() {
             if wants_in(want_app) && app_rev.intersects(PollFlags::POLLIN | trouble) {
-                self.read_app(upstream, euid)?;
+                self.read_app(ctx)?;
             } else if app_rev.intersects(trouble) {
                 // A hang-up while we were not reading: nothing can be delivered.
                 return Err(Close::Hangup);
@@ -316,7 +345,7 @@ impl Conn {
         }
         if !bus_rev.is_empty() && self.bus.is_some() {
             if wants_in(want_bus) && bus_rev.intersects(PollFlags::POLLIN | trouble) {
-                self.read_bus()?;
+                self.read_bus(ctx)?;
             } else if bus_rev.intersects(trouble) {
                 return Err(Close::Hangup);
             }
@@ -335,7 +364,7 @@ impl Conn {
         Ok(!finished)
     }
 
-    fn read_app(&mut self, upstream: &Path, euid: u32) -> Result<(), Close> {
+    fn read_app(&mut self, ctx: Ctx<'_>) -> Result<(), Close> {
         let mut buf = vec![0u8; READ_CHUNK];
         let Some((n, fds)) = self.app.recv(&mut buf)? else {
             return Ok(());
@@ -358,9 +387,9 @@ impl Conn {
                     } else {
                         self.app.input.push(rest, Vec::new())?;
                     }
-                    let stream = UnixStream::connect(upstream).map_err(Close::Upstream)?;
+                    let stream = UnixStream::connect(ctx.upstream).map_err(Close::Upstream)?;
                     stream.set_nonblocking(true).map_err(Close::Upstream)?;
-                    let client = ClientAuth::new(euid, self.server.unix_fd_negotiated());
+                    let client = ClientAuth::new(ctx.euid, self.server.unix_fd_negotiated());
                     let mut bus = Side::new(stream);
                     bus.out.push(client.initial_output(), Vec::new());
                     self.bus = Some(bus);
@@ -378,7 +407,7 @@ impl Conn {
         }
     }
 
-    fn read_bus(&mut self) -> Result<(), Close> {
+    fn read_bus(&mut self, ctx: Ctx<'_>) -> Result<(), Close> {
         let Some(bus) = self.bus.as_mut() else {
             return Ok(());
         };
@@ -412,57 +441,97 @@ impl Conn {
                     bus.input.push(rest, fds)?;
                     self.phase = Phase::Relay;
                     self.relay_from_app()?;
-                    self.relay_from_bus()?;
+                    self.relay_from_bus(ctx)?;
                 }
                 Ok(())
             }
             Phase::Relay => {
                 let fds = if self.fds_ok { fds } else { Vec::new() };
                 bus.input.push(&buf[..n], fds)?;
-                self.relay_from_bus()
+                self.relay_from_bus(ctx)
             }
         }
     }
 
-    /// Passes every complete message from the app through the filter.
+    /// Passes the complete messages from the app through the filter: all
+    /// of them, but none after a Hello the bus has not answered yet.
     fn relay_from_app(&mut self) -> Result<(), Close> {
         let Some(bus) = self.bus.as_mut() else {
             return Ok(());
         };
-        let filter = &mut self.filter;
         relay(
             &mut self.app.input,
             &mut bus.out,
             &mut self.app.out,
-            |msg, fds| filter.from_app_with_fds(msg, fds),
+            &mut self.filter,
+            Origin::App,
         )
     }
 
-    /// Passes every complete message from the bus through the filter.
-    fn relay_from_bus(&mut self) -> Result<(), Close> {
+    /// Passes every complete message from the bus through the filter. Once
+    /// the bus has answered Hello, records the peer, and then lets the app's
+    /// held messages go.
+    fn relay_from_bus(&mut self, ctx: Ctx<'_>) -> Result<(), Close> {
         let Some(bus) = self.bus.as_mut() else {
             return Ok(());
         };
-        let filter = &mut self.filter;
         relay(
             &mut bus.input,
             &mut self.app.out,
             &mut bus.out,
-            |msg, fds| filter.from_bus_with_fds(msg, fds),
-        )
+            &mut self.filter,
+            Origin::Bus,
+        )?;
+        self.record_peer(ctx)?;
+        self.relay_from_app()
     }
+
+    /// Writes the peer record, once the app's unique name is known.
+    fn record_peer(&mut self, ctx: Ctx<'_>) -> Result<(), Close> {
+        let Some(peers) = ctx.peers else {
+            return Ok(());
+        };
+        if self.record.is_some() {
+            return Ok(());
+        }
+        let Some(name) = self.filter.app_name() else {
+            return Ok(());
+        };
+        // Checked by ClientAuth (32 hex digits) before the handshake ended.
+        let guid = self
+            .client
+            .as_ref()
+            .and_then(ClientAuth::server_guid)
+            .unwrap_or_default();
+        let record = peers.write(guid, name).map_err(Close::Peer)?;
+        self.record = Some(record);
+        Ok(())
+    }
+}
+
+/// Where the messages [`relay`] judges come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    App,
+    Bus,
 }
 
 /// Judges every complete message in `input`: forwarded ones go to `onward`
 /// with their fds, replies the filter makes go `back` to where it came from.
+/// Messages from the app stay in `input` while the filter awaits the answer
+/// to the app's Hello.
 fn relay(
     input: &mut Input,
     onward: &mut Output,
     back: &mut Output,
-    mut judge: impl FnMut(&[u8], usize) -> Decision,
+    filter: &mut Filter,
+    from: Origin,
 ) -> Result<(), Close> {
     let mut pos = 0;
     let result = loop {
+        if from == Origin::App && filter.awaiting_hello_reply() {
+            break Ok(());
+        }
         let Some((len, fds)) = (match input.next_message(pos) {
             Ok(next) => next,
             Err(e) => break Err(e),
@@ -471,7 +540,11 @@ fn relay(
         };
         let msg = &input.buf[pos..pos + len];
         pos += len;
-        match judge(msg, fds.len()) {
+        let decision = match from {
+            Origin::App => filter.from_app_with_fds(msg, fds.len()),
+            Origin::Bus => filter.from_bus_with_fds(msg, fds.len()),
+        };
+        match decision {
             Decision::Forward(bytes) => onward.push(bytes, fds),
             Decision::Reply(bytes) => back.push(bytes, Vec::new()),
             Decision::Drop => {}
@@ -714,14 +787,17 @@ fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec
 mod tests {
     use super::*;
     use crate::busproxy::message::{
-        build_message, parse_header, Arg, Header, MessageType, OutgoingFields,
+        build_message, parse_header, Arg, Endian, Header, MessageType, OutgoingFields,
     };
-    use crate::busproxy::testing::{start_daemon, Daemon};
+    use crate::busproxy::peers::{lookup_peer, peers_dir};
+    use crate::busproxy::policy::PORTAL_ALIASES;
+    use crate::busproxy::testing::{have, start_daemon, ChildGuard, Daemon, TempDir};
     use crate::permissions::{Change, Permissions};
-    use std::io::Write;
+    use std::io::{BufRead, BufReader, Write};
     use std::path::PathBuf;
     use std::process::{Command, Output, Stdio};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
     use std::thread::JoinHandle;
 
     const TIMEOUT: Duration = Duration::from_secs(20);
@@ -786,6 +862,10 @@ mod tests {
 
     impl Proxy {
         fn start(daemon: &Daemon, policy: Policy) -> Proxy {
+            Proxy::start_with(daemon, policy, None)
+        }
+
+        fn start_with(daemon: &Daemon, policy: Policy, peers: Option<PeerRecords>) -> Proxy {
             static COUNT: AtomicUsize = AtomicUsize::new(0);
             let socket = daemon
                 .dir
@@ -795,7 +875,13 @@ mod tests {
             let (stop, stop_rx) = UnixStream::pair().unwrap();
             let upstream = daemon.socket.clone();
             let thread = std::thread::spawn(move || {
-                serve(listener, &upstream, policy, Some(stop_rx.as_fd()))
+                serve(
+                    listener,
+                    &upstream,
+                    policy,
+                    Some(stop_rx.as_fd()),
+                    peers.as_ref(),
+                )
             });
             Proxy {
                 socket,
@@ -819,12 +905,25 @@ mod tests {
         }
     }
 
+    /// The policy appbox gives: `changes` and the portal's aliases.
     fn policy(changes: &[&str]) -> Policy {
         let mut permissions = Permissions::default();
         for change in changes {
             permissions.apply(&Change::parse(change).unwrap());
         }
-        Policy::new(&permissions, &[])
+        Policy::new(&permissions, PORTAL_ALIASES)
+    }
+
+    /// `program` with the session bus at `socket`.
+    fn on_bus(program: &str, socket: &Path) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}", socket.display()),
+            )
+            .stdin(Stdio::null());
+        command
     }
 
     fn dbus_send(socket: &Path, args: &[&str]) -> Output {
@@ -870,10 +969,28 @@ mod tests {
         buf: Vec<u8>,
         serial: u32,
         name: String,
+        /// The GUID the server sent in `OK`.
+        guid: String,
     }
 
     impl Client {
         fn connect(path: &Path) -> Client {
+            let mut client = Client::authenticate(path);
+            let (_, reply) = client.call(
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "Hello",
+                &[],
+            );
+            let header = parse_header(&reply).unwrap();
+            let mut body = header.body(&reply).unwrap();
+            client.name = body.read_str().unwrap().to_owned();
+            client
+        }
+
+        /// Connected and authenticated, but not yet registered (no Hello).
+        fn authenticate(path: &Path) -> Client {
             let mut stream = UnixStream::connect(path).unwrap();
             stream.set_read_timeout(Some(TIMEOUT)).unwrap();
             let mut auth = ClientAuth::new(nix::unistd::geteuid().as_raw(), false);
@@ -888,23 +1005,13 @@ mod tests {
                     break chunk[step.consumed..n].to_vec();
                 }
             };
-            let mut client = Client {
+            Client {
                 stream,
                 buf,
                 serial: 0,
                 name: String::new(),
-            };
-            let (_, reply) = client.call(
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "Hello",
-                &[],
-            );
-            let header = parse_header(&reply).unwrap();
-            let mut body = header.body(&reply).unwrap();
-            client.name = body.read_str().unwrap().to_owned();
-            client
+                guid: auth.server_guid().unwrap().to_owned(),
+            }
         }
 
         fn send(
@@ -943,10 +1050,15 @@ mod tests {
                 ..OutgoingFields::default()
             };
             let serial = self.send(MessageType::MethodCall, fields, body);
+            let deadline = Instant::now() + TIMEOUT;
             loop {
-                let (header, msg) = self.read_message().unwrap();
-                if header.reply_serial == Some(serial) {
-                    return (header, msg);
+                match self.read_message() {
+                    Ok((header, msg)) if header.reply_serial == Some(serial) => {
+                        return (header, msg)
+                    }
+                    Ok(_) => {}
+                    Err(e) if is_timeout(&e) && Instant::now() < deadline => {}
+                    Err(e) => panic!("no reply to {member}: {e}"),
                 }
             }
         }
@@ -970,47 +1082,109 @@ mod tests {
         }
     }
 
-    /// Owns org.example.Hidden on the real bus and answers every call to it
-    /// with the string "pong". Stops on drop.
+    fn is_timeout(e: &io::Error) -> bool {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    }
+
+    /// What a service answers a call with.
+    type Answer = Box<dyn Fn(&Header) -> String + Send>;
+
+    /// A request to a service to broadcast a signal on a path, and where to
+    /// say it is done.
+    type Emit = (String, mpsc::Sender<()>);
+
+    /// A connection to the real bus that owns a name, answers every call to
+    /// it with a string, and broadcasts signals when asked. Stops on drop.
     struct Service {
+        /// Its unique name.
+        unique: String,
+        emit: mpsc::Sender<Emit>,
         shutdown: UnixStream,
         thread: Option<JoinHandle<()>>,
     }
 
     impl Service {
+        /// Owns org.example.Hidden and answers "pong".
         fn start(daemon: &Daemon) -> Service {
+            Service::owning(daemon, HIDDEN, Box::new(|_| "pong".to_owned()))
+        }
+
+        fn owning(daemon: &Daemon, name: &str, answer: Answer) -> Service {
             let mut client = Client::connect(&daemon.socket);
             let (header, reply) = client.call(
                 "org.freedesktop.DBus",
                 "/org/freedesktop/DBus",
                 "org.freedesktop.DBus",
                 "RequestName",
-                &[Arg::Str(HIDDEN), Arg::Uint32(4)],
+                &[Arg::Str(name), Arg::Uint32(4)],
             );
             assert_eq!(header.message_type, MessageType::MethodReturn);
             // 1: DBUS_REQUEST_NAME_REPLY_PRIMARY_OWNER
             assert_eq!(header.body(&reply).unwrap().read_u32().unwrap(), 1);
-            client.stream.set_read_timeout(None).unwrap();
+            // Short reads, so that requests to emit are seen.
+            client
+                .stream
+                .set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
             let shutdown = client.stream.try_clone().unwrap();
-            let thread = std::thread::spawn(move || {
-                while let Ok((header, _)) = client.read_message() {
-                    if header.message_type != MessageType::MethodCall
-                        || header.destination.as_deref() != Some(HIDDEN)
-                    {
-                        continue;
+            let unique = client.name.clone();
+            let name = name.to_owned();
+            let (emit, requests) = mpsc::channel::<Emit>();
+            let thread = std::thread::spawn(move || loop {
+                match client.read_message() {
+                    Ok((header, _)) => {
+                        if header.message_type != MessageType::MethodCall
+                            || header.destination.as_deref() != Some(name.as_str())
+                        {
+                            continue;
+                        }
+                        let text = answer(&header);
+                        let fields = OutgoingFields {
+                            reply_serial: Some(header.serial),
+                            destination: header.sender.as_deref(),
+                            ..OutgoingFields::default()
+                        };
+                        client.send(MessageType::MethodReturn, fields, &[Arg::Str(&text)]);
                     }
+                    Err(e) if is_timeout(&e) => {}
+                    Err(_) => break,
+                }
+                while let Ok((path, done)) = requests.try_recv() {
                     let fields = OutgoingFields {
-                        reply_serial: Some(header.serial),
-                        destination: header.sender.as_deref(),
+                        path: Some(&path),
+                        interface: Some("org.freedesktop.portal.Request"),
+                        member: Some("Response"),
                         ..OutgoingFields::default()
                     };
-                    client.send(MessageType::MethodReturn, fields, &[Arg::Str("pong")]);
+                    client.send(MessageType::Signal, fields, &[Arg::Uint32(0)]);
+                    // Once the bus answers, it has dispatched the signal.
+                    client.call(
+                        "org.freedesktop.DBus",
+                        "/org/freedesktop/DBus",
+                        "org.freedesktop.DBus",
+                        "GetId",
+                        &[],
+                    );
+                    let _ = done.send(());
                 }
             });
             Service {
+                unique,
+                emit,
                 shutdown,
                 thread: Some(thread),
             }
+        }
+
+        /// Broadcasts a portal Response signal on `path`; returns once the
+        /// bus has dispatched it.
+        fn emit(&self, path: &str) {
+            let (done, wait) = mpsc::channel();
+            self.emit.send((path.to_owned(), done)).unwrap();
+            wait.recv_timeout(TIMEOUT).expect("the service emitted");
         }
     }
 
@@ -1142,5 +1316,302 @@ mod tests {
         assert_eq!(raw.read(&mut buf).unwrap_or(0), 0);
         assert!(list_names(&proxy.socket).contains("org.freedesktop.DBus"));
         proxy.stop().unwrap();
+    }
+
+    // ---- the portal's aliases ---------------------------------------------
+
+    const PORTAL: &str = "org.freedesktop.portal.Desktop";
+    const PORTAL_ON_BUS: &str = "org.appbox.Portal.Desktop";
+    const PORTAL_OBJECT: &str = "/org/freedesktop/portal/desktop";
+    const RESPONSE_PATH: &str = "/org/freedesktop/portal/desktop/request/1_42/t";
+    /// Debian's python3, which has python3-gi (a pyenv one may come first
+    /// on PATH).
+    const PYTHON: &str = "/usr/bin/python3";
+
+    fn answer(text: &'static str) -> Answer {
+        Box::new(move |_| text.to_owned())
+    }
+
+    #[test]
+    fn the_portal_is_reached_under_its_standard_name_only() {
+        let daemon = start_daemon();
+        let appbox = Service::owning(&daemon, PORTAL_ON_BUS, answer("appbox"));
+        // The host's own portal, under the standard name on the real bus.
+        let host = Service::owning(&daemon, PORTAL, answer("host"));
+        let proxy = Proxy::start(&daemon, policy(&[]));
+        let ping = [PORTAL_OBJECT, "org.freedesktop.portal.Test.Ping"];
+
+        // GDBus, through the proxy, reaches appbox's portal.
+        let out = on_bus("gdbus", &proxy.socket)
+            .args(["call", "--session", "--dest", PORTAL, "--object-path"])
+            .args([PORTAL_OBJECT, "--method", ping[1]])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "('appbox',)");
+        // So does libdbus.
+        let dest = format!("--dest={PORTAL}");
+        let out = dbus_send(&proxy.socket, &[&dest, ping[0], ping[1]]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"appbox\""));
+        // Outside the proxy, the standard name is the host's portal.
+        let out = dbus_send(&daemon.socket, &[&dest, ping[0], ping[1]]);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("\"host\""));
+
+        // The name appbox's portal has on the bus does not exist inside.
+        let out = dbus_send(
+            &proxy.socket,
+            &[&format!("--dest={PORTAL_ON_BUS}"), ping[0], ping[1]],
+        );
+        assert!(!out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("ServiceUnknown") || stderr.contains("NameHasNoOwner"),
+            "{stderr}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("appbox"));
+
+        // The standard name's owner is appbox's portal; the name is listed
+        // once, and neither the bus's name nor the host's portal is.
+        let out = dbus_send(
+            &proxy.socket,
+            &[
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.GetNameOwner",
+                &format!("string:{PORTAL}"),
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("\"{}\"", appbox.unique)),
+            "{out:?}"
+        );
+        let names = list_names(&proxy.socket);
+        assert_eq!(
+            names.matches(&format!("\"{PORTAL}\"")).count(),
+            1,
+            "{names}"
+        );
+        assert!(!names.contains(PORTAL_ON_BUS), "{names}");
+        assert!(!names.contains(&format!("\"{}\"", host.unique)), "{names}");
+        proxy.stop().unwrap();
+    }
+
+    /// Subscribes, as a GTK app's portal code does, to Response signals by
+    /// the portal's standard name, and to every NameOwnerChanged; prints
+    /// what arrives, and ends at the first Response.
+    const GIO_CLIENT: &str = r#"
+import sys
+from gi.repository import Gio, GLib
+
+conn = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+loop = GLib.MainLoop()
+got = []
+
+def on_owner(conn, sender, path, iface, member, params):
+    name, old, new = params.unpack()
+    print("owner", name, old or "-", new or "-", flush=True)
+
+def on_response(conn, sender, path, iface, member, params):
+    print("response", sender, path, flush=True)
+    got.append(sender)
+    loop.quit()
+
+def on_timeout():
+    print("timeout", flush=True)
+    loop.quit()
+    return False
+
+conn.signal_subscribe("org.freedesktop.DBus", "org.freedesktop.DBus", "NameOwnerChanged",
+                      "/org/freedesktop/DBus", None, Gio.DBusSignalFlags.NONE, on_owner)
+conn.signal_subscribe("org.freedesktop.portal.Desktop", "org.freedesktop.portal.Request",
+                      "Response", None, None, Gio.DBusSignalFlags.NONE, on_response)
+# Answered once the match rules above are in place.
+conn.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+               "GetId", None, None, Gio.DBusCallFlags.NONE, -1, None)
+print("ready", flush=True)
+GLib.timeout_add_seconds(15, on_timeout)
+loop.run()
+sys.exit(0 if got else 1)
+"#;
+
+    #[test]
+    fn a_gio_client_gets_the_portals_signals_by_its_standard_name() {
+        let has_gi = have(PYTHON)
+            && Command::new(PYTHON)
+                .args(["-c", "from gi.repository import Gio"])
+                .output()
+                .is_ok_and(|out| out.status.success());
+        if !has_gi {
+            eprintln!("skipped: python3-gi is not installed");
+            return;
+        }
+        let daemon = start_daemon();
+        let proxy = Proxy::start(&daemon, policy(&[]));
+        let mut client = ChildGuard::spawn(
+            on_bus(PYTHON, &proxy.socket)
+                .args(["-c", GIO_CLIENT])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let mut stdout = BufReader::new(client.child().stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+
+        // The host's portal comes, speaks on a portal path, goes, and comes
+        // back to stay.
+        let host = Service::owning(&daemon, PORTAL, answer("host"));
+        host.emit(RESPONSE_PATH);
+        let first_host = host.unique.clone();
+        drop(host);
+        let host = Service::owning(&daemon, PORTAL, answer("host"));
+        host.emit(RESPONSE_PATH);
+        // appbox's portal appears (GLib learns its owner from the renamed
+        // NameOwnerChanged) and responds.
+        let appbox = Service::owning(&daemon, PORTAL_ON_BUS, answer("appbox"));
+        let deadline = Instant::now() + TIMEOUT;
+        while !client.exited() && Instant::now() < deadline {
+            appbox.emit(RESPONSE_PATH);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = client.finish(TIMEOUT);
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert!(out.status.success(), "{rest}{out:?}");
+        let lines: Vec<&str> = rest.lines().collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some(format!("owner {PORTAL} - {}", appbox.unique).as_str()),
+            "{rest}"
+        );
+        assert_eq!(
+            lines.last().copied(),
+            Some(format!("response {} {RESPONSE_PATH}", appbox.unique).as_str()),
+            "{rest}"
+        );
+        for name in [&first_host, &host.unique] {
+            assert!(
+                !lines.iter().any(|l| l.split(' ').any(|w| w == name)),
+                "{name} seen: {rest}"
+            );
+        }
+        assert!(!rest.contains(PORTAL_ON_BUS), "{rest}");
+        proxy.stop().unwrap();
+    }
+
+    // ---- peer records -----------------------------------------------------
+
+    #[test]
+    fn peer_records_follow_the_apps_connections() {
+        let daemon = start_daemon();
+        // The records are keyed by the GUID the bus sends in SASL's OK.
+        // dbus-daemon answers GetId with another ID (the bus's, the same on
+        // every address it listens on), so that is not the key.
+        let mut direct = Client::connect(&daemon.socket);
+        let guid = direct.guid.clone();
+        assert_eq!(guid.len(), 32);
+        let (_, reply) = direct.call(
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "GetId",
+            &[],
+        );
+        let id = parse_header(&reply)
+            .unwrap()
+            .body(&reply)
+            .unwrap()
+            .read_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(id, guid);
+
+        for changes in [&[][..], &["--socket=session-bus"][..]] {
+            let runtime = TempDir::new("runtime");
+            let peers = PeerRecords::new(&runtime.0, 4242);
+            let proxy = Proxy::start_with(&daemon, policy(changes), Some(peers));
+            let lookup = |name: &str| lookup_peer(&runtime.0, &guid, name).unwrap();
+            let dir = peers_dir(&runtime.0).join(&guid);
+
+            // Written before the app learnt its name.
+            let first = Client::connect(&proxy.socket);
+            assert_eq!(first.guid.len(), 32);
+            assert_ne!(first.guid, guid, "the proxy is a server of its own");
+            let record = dir.join(&first.name);
+            assert_eq!(std::fs::read_to_string(&record).unwrap(), "4242\n");
+            assert_eq!(lookup(&first.name), Some(4242));
+            let second = Client::connect(&proxy.socket);
+            assert_eq!(lookup(&second.name), Some(4242));
+
+            // Gone when the app's connection closes.
+            drop(first);
+            let deadline = Instant::now() + TIMEOUT;
+            while record.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(!record.exists());
+            assert_eq!(lookup(&second.name), Some(4242));
+
+            // And all of them when the proxy stops.
+            proxy.stop().unwrap();
+            assert_eq!(lookup(&second.name), None);
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        }
+    }
+
+    #[test]
+    fn messages_after_hello_wait_for_the_peer_record() {
+        let daemon = start_daemon();
+        let runtime = TempDir::new("runtime");
+        let guid = Client::connect(&daemon.socket).guid;
+        // Answers each call with what the portal would learn of its caller.
+        let (root, key) = (runtime.0.clone(), guid.clone());
+        let _service = Service::owning(
+            &daemon,
+            HIDDEN,
+            Box::new(move |h| {
+                let caller = h.sender.as_deref().unwrap_or("");
+                format!("{:?}", lookup_peer(&root, &key, caller).ok().flatten())
+            }),
+        );
+        for changes in [
+            &["--talk-name=org.example.Hidden"][..],
+            &["--socket=session-bus"][..],
+        ] {
+            let peers = PeerRecords::new(&runtime.0, 4242);
+            let proxy = Proxy::start_with(&daemon, policy(changes), Some(peers));
+            let mut client = Client::authenticate(&proxy.socket);
+            // Hello and a call at once, without waiting for Hello's answer.
+            let hello = OutgoingFields {
+                path: Some("/org/freedesktop/DBus"),
+                interface: Some("org.freedesktop.DBus"),
+                member: Some("Hello"),
+                destination: Some("org.freedesktop.DBus"),
+                ..OutgoingFields::default()
+            };
+            let ping = OutgoingFields {
+                path: Some("/org/example/Object"),
+                interface: Some("org.example.Iface"),
+                member: Some("Ping"),
+                destination: Some(HIDDEN),
+                ..OutgoingFields::default()
+            };
+            let both = [
+                build_message(MessageType::MethodCall, 1, &hello, &[], Endian::Little).unwrap(),
+                build_message(MessageType::MethodCall, 2, &ping, &[], Endian::Little).unwrap(),
+            ]
+            .concat();
+            client.stream.write_all(&both).unwrap();
+            let reply = loop {
+                let (header, msg) = client.read_message().unwrap();
+                if header.reply_serial == Some(2) {
+                    break header.body(&msg).unwrap().read_str().unwrap().to_owned();
+                }
+            };
+            assert_eq!(reply, "Some(4242)", "{changes:?}");
+            proxy.stop().unwrap();
+        }
     }
 }

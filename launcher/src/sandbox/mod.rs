@@ -9,6 +9,7 @@
 
 pub mod caps;
 pub mod hostprep;
+pub mod inject;
 pub mod landlock;
 pub mod mounts;
 pub mod net;

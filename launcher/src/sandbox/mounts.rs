@@ -80,7 +80,7 @@ pub fn open_sources(mounts: &[MountOp], hostname: &str) -> Result<Vec<Source>, M
             } => {
                 let opened = match trust {
                     SourceTrust::System => openat2(None, source, libc::O_PATH, 0, 0),
-                    SourceTrust::NoSymlinks => openat2(
+                    SourceTrust::NoSymlinks | SourceTrust::RegularFile => openat2(
                         None,
                         source,
                         // No O_NOFOLLOW: with it, O_PATH would return a final
@@ -91,6 +91,13 @@ pub fn open_sources(mounts: &[MountOp], hostname: &str) -> Result<Vec<Source>, M
                     ),
                 };
                 match opened {
+                    Ok(fd) if *trust == SourceTrust::RegularFile && !is_regular_file(&fd) => {
+                        eprintln!(
+                            "appbox: note: {} is no longer a regular file; it is left out",
+                            source.display()
+                        );
+                        Ok(Source::Missing)
+                    }
                     Ok(fd) => Ok(Source::Path(fd)),
                     Err(e) if *optional && e.raw_os_error() == Some(libc::ENOENT) => {
                         Ok(Source::Missing)
@@ -149,6 +156,10 @@ pub fn open_sources(mounts: &[MountOp], hostname: &str) -> Result<Vec<Source>, M
             _ => Ok(Source::None),
         })
         .collect()
+}
+
+fn is_regular_file(fd: &OwnedFd) -> bool {
+    nix::sys::stat::fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
 }
 
 const STRICT: u64 = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use std::os::unix::ffi::OsStrExt;
 
+pub const RESOLVE_NO_XDEV: u64 = 0x01;
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 pub const RESOLVE_BENEATH: u64 = 0x08;
@@ -206,6 +207,35 @@ impl FsContext {
         };
         fd_result(ret)
     }
+}
+
+/// Whether `name` in `dir` (not followed if it is a symlink) is the root of a
+/// mount, by statx(2)'s STATX_ATTR_MOUNT_ROOT (Linux 5.8).
+pub fn is_mount_root(dir: BorrowedFd, name: &Path) -> io::Result<bool> {
+    let c_name = cstring(name)?;
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_name` and `stx` outlive the call; the kernel writes only into `stx`.
+    let ret = unsafe {
+        libc::statx(
+            dir.as_raw_fd(),
+            c_name.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_TYPE,
+            &mut stx,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flag = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if stx.stx_attributes_mask & flag == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this kernel does not report mount roots (Linux 5.8 or later is needed)",
+        ));
+    }
+    Ok(stx.stx_attributes & flag != 0)
 }
 
 /// pivot_root(2).

@@ -10,7 +10,7 @@ use std::ffi::OsStr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub const TEST_USER: &str = "appbox-test";
@@ -113,11 +113,18 @@ fn shared_bin_dir() -> &'static Path {
             exe_dir.join("debug/appbox-store"),
             "build it with `cargo build -p appbox` or run tests/run-tests.sh",
         );
+        // The portal execs `appbox` from its own directory too.
+        let portal = artifact(
+            "APPBOX_PORTAL_BIN",
+            exe_dir.join("debug/appbox-portal"),
+            "build it with `cargo build -p appbox-portal` or run tests/run-tests.sh",
+        );
         remove_stale_bin_dirs();
         let dir = make_world_dir("bin");
         for (source, name) in [
             (appbox, "appbox"),
             (store, "appbox-store"),
+            (portal, "appbox-portal"),
             (probe, "appbox-probe"),
         ] {
             let dest = dir.join(name);
@@ -244,6 +251,10 @@ impl World {
 
     pub fn probe_path(&self) -> PathBuf {
         shared_bin_dir().join("appbox-probe")
+    }
+
+    pub fn portal_path(&self) -> PathBuf {
+        shared_bin_dir().join("appbox-portal")
     }
 
     /// Writes an unpacked app whose command is the probe, with the given
@@ -648,5 +659,93 @@ impl Drop for Registry {
         // SAFETY: kill with our child's pid and a signal number.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.child.wait();
+    }
+}
+
+/// Polls `done` every 20 ms; fails the test after 20 s, naming `what`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A session bus for one world: a real dbus-daemon at `$XDG_RUNTIME_DIR/bus`
+/// (where a desktop session has it), run as the world's user. Stopped when
+/// dropped, with everything started on it through [`SessionBus::spawn`].
+pub struct SessionBus {
+    pub socket: PathBuf,
+    children: Vec<Child>,
+}
+
+impl SessionBus {
+    pub fn start(world: &World) -> SessionBus {
+        Self::start_with_env(world, &[])
+    }
+
+    /// A bus whose daemon also has `env`, which services it activates inherit.
+    pub fn start_with_env(world: &World, env: &[(&str, &OsStr)]) -> SessionBus {
+        require_programs(&["/usr/bin/dbus-daemon", "/usr/bin/dbus-send"]);
+        let socket = world.runtime_dir.join("bus");
+        let mut daemon = Command::new("/usr/bin/dbus-daemon");
+        daemon
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address=unix:path={}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        world.prepare(&mut daemon);
+        daemon.envs(env.iter().copied());
+        let bus = SessionBus {
+            socket,
+            children: vec![daemon.spawn().unwrap()],
+        };
+        wait_until("the session bus", || bus.socket.exists());
+        bus
+    }
+
+    pub fn address(&self) -> String {
+        format!("unix:path={}", self.socket.display())
+    }
+
+    /// Starts `program ARGS` as the world's user on this bus, with `env`
+    /// added to the world's environment; it is killed with the bus.
+    pub fn spawn(&mut self, world: &World, program: &Path, args: &[&str], env: &[(&str, &OsStr)]) {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null());
+        world.prepare(&mut cmd);
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.address());
+        cmd.envs(env.iter().copied());
+        self.children.push(cmd.spawn().unwrap());
+    }
+
+    /// ListNames on the bus itself, as dbus-send prints it.
+    pub fn names(&self, world: &World) -> String {
+        let mut cmd = Command::new("/usr/bin/dbus-send");
+        cmd.args(["--session", "--print-reply", "--dest=org.freedesktop.DBus"])
+            .args(["/org/freedesktop/DBus", "org.freedesktop.DBus.ListNames"]);
+        world.prepare(&mut cmd);
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.address());
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+    }
+
+    /// Waits until `name` has an owner on this bus.
+    pub fn wait_for_name(&self, world: &World, name: &str) {
+        let quoted = format!("\"{name}\"");
+        wait_until(name, || self.names(world).contains(&quoted));
+    }
+}
+
+impl Drop for SessionBus {
+    fn drop(&mut self) {
+        // Services first, the daemon (the first child) last.
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -1,0 +1,149 @@
+//! The daemon: its state, its names on the host bus, and its objects.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::chooser::{Answer, Chooser, ChooserError, Kind, Question, Scripted, Unavailable};
+use crate::documents::Documents;
+use crate::error::PortalError;
+use crate::file_chooser::FileChooser;
+use crate::grant::{Chosen, GrantError, Granter};
+use crate::identity::{Caller, Identities};
+use appbox::documents::DocumentStore;
+use appbox::hostfacts::HostFacts;
+
+/// The portal's names on the host bus; see `appbox::busproxy::policy::PORTAL_ALIASES`.
+pub const DESKTOP_BUS_NAME: &str = "org.appbox.Portal.Desktop";
+pub const DOCUMENTS_BUS_NAME: &str = "org.appbox.Portal.Documents";
+pub const DESKTOP_PATH: &str = "/org/freedesktop/portal/desktop";
+pub const DOCUMENTS_PATH: &str = "/org/freedesktop/portal/documents";
+
+/// Names the queue file of the scripted chooser (tests only). It is read
+/// from the portal's own environment, which no sandbox can set.
+pub const SCRIPTED_CHOOSER_ENV: &str = "APPBOX_PORTAL_SCRIPTED_CHOOSER";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("cannot find the host's directories")]
+    Host(#[from] appbox::hostfacts::HostFactsError),
+    #[error("cannot find the appbox binary next to this one")]
+    NoAppbox(#[source] std::io::Error),
+    #[error("cannot connect to the session bus or take the portal's names (is another appbox-portal running?)")]
+    Bus(#[from] zbus::Error),
+}
+
+/// What every interface shares.
+pub struct Portal {
+    identities: Identities,
+    chooser: Box<dyn Chooser>,
+    granter: Granter,
+}
+
+/// What the user chose, as the app will see it.
+pub struct Choice {
+    pub uris: Vec<String>,
+    pub writable: bool,
+}
+
+impl Portal {
+    pub fn new(identities: Identities, chooser: Box<dyn Chooser>, granter: Granter) -> Portal {
+        Portal {
+            identities,
+            chooser,
+            granter,
+        }
+    }
+
+    pub fn granter(&self) -> &Granter {
+        &self.granter
+    }
+
+    /// The verified caller behind a unique name, or NotAllowed.
+    pub fn caller(&self, sender: &str) -> Result<Caller, PortalError> {
+        self.identities
+            .caller(sender)
+            .map_err(|e| PortalError::NotAllowed(appbox::sandbox::chain(&e)))
+    }
+
+    /// Asks the user, then grants and mounts what they chose. `None` when
+    /// they cancelled. Blocks.
+    pub fn choose(
+        &self,
+        caller: &Caller,
+        question: &Question,
+    ) -> Result<Option<Choice>, ChoiceError> {
+        let (paths, writable) = match self.chooser.choose(question)? {
+            Answer::Cancelled => return Ok(None),
+            Answer::Chosen { paths, writable } => (paths, writable),
+        };
+        let opening = matches!(question.kind, Kind::OpenFile { .. });
+        let single = matches!(
+            question.kind,
+            Kind::OpenFile {
+                multiple: false,
+                ..
+            } | Kind::SaveFile { .. }
+        );
+        if single && paths.len() > 1 {
+            return Err(ChoiceError::TooMany(paths.len()));
+        }
+        // Saving needs writing; opening writes only if the user allowed it.
+        let writable = writable || !opening;
+        let uris = paths
+            .iter()
+            .map(|path| {
+                let chosen = if opening {
+                    Chosen::existing(path)?
+                } else {
+                    Chosen::for_saving(path)?
+                };
+                self.granter.grant(caller, &chosen, writable)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(Choice { uris, writable }))
+    }
+}
+
+/// Why a choice could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ChoiceError {
+    #[error(transparent)]
+    Chooser(#[from] ChooserError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error("the chooser returned {0} files for a one-file request")]
+    TooMany(usize),
+}
+
+/// Connects to the session bus, takes the portal's names and serves until
+/// the connection ends.
+pub async fn serve() -> Result<(), ServiceError> {
+    let facts = HostFacts::gather()?;
+    let appbox = std::env::current_exe()
+        .map_err(ServiceError::NoAppbox)?
+        .with_file_name("appbox");
+    let chooser: Box<dyn Chooser> = match std::env::var_os(SCRIPTED_CHOOSER_ENV) {
+        Some(queue) => {
+            eprintln!(
+                "appbox-portal: answering file choosers from {} (tests only)",
+                PathBuf::from(&queue).display()
+            );
+            Box::new(Scripted::new(&PathBuf::from(queue)))
+        }
+        None => Box::new(Unavailable),
+    };
+    let connection = zbus::connection::Builder::session().build().await?;
+    let identities = Identities::new(&facts.runtime_dir, connection.server_guid().as_str());
+    let granter = Granter::new(DocumentStore::new(&facts.data_home()), appbox);
+    let portal = Arc::new(Portal::new(identities, chooser, granter));
+    let server = connection.object_server();
+    server
+        .at(DESKTOP_PATH, FileChooser::new(portal.clone()))
+        .await?;
+    server.at(DOCUMENTS_PATH, Documents::new(portal)).await?;
+    // The names come last, so no call arrives before the objects exist.
+    connection.request_name(DESKTOP_BUS_NAME).await?;
+    connection.request_name(DOCUMENTS_BUS_NAME).await?;
+    std::future::pending::<()>().await;
+    Ok(())
+}

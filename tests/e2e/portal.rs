@@ -1,0 +1,421 @@
+//! appbox-portal, end to end: a real dbus-daemon, the portal on it with a
+//! scripted chooser, and a GLib client inside a real sandbox that reaches
+//! the portal through the sandbox's bus proxy under the standard names.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use appbox_tests::{chown, make_readable, require_programs, SessionBus, World};
+
+const APP_ID: &str = "org.appbox.PortalTest";
+const SCRIPTED: &str = "APPBOX_PORTAL_SCRIPTED_CHOOSER";
+
+/// The client, run in the sandbox by the host's python3 (GLib through
+/// PyGObject, as a GTK app would call it). argv: method, text to write.
+/// It subscribes to the Response before calling, as GTK does, waits for it,
+/// then reads and writes the file it was given. Prints one JSON object.
+const CLIENT: &str = r#"
+import json, os, sys
+from gi.repository import Gio, GLib
+method, text = sys.argv[1], sys.argv[2]
+bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+token = 'appboxtest'
+path = '/org/freedesktop/portal/desktop/request/%s/%s' % (bus.get_unique_name()[1:].replace('.', '_'), token)
+loop = GLib.MainLoop()
+out = {}
+def on_response(conn, sender, obj, iface, signal, params):
+    out['response'], out['results'] = params.unpack()
+    loop.quit()
+bus.signal_subscribe('org.freedesktop.portal.Desktop', 'org.freedesktop.portal.Request', 'Response',
+                     path, None, Gio.DBusSignalFlags.NONE, on_response)
+options = {'handle_token': GLib.Variant('s', token)}
+if method == 'SaveFile':
+    options['current_name'] = GLib.Variant('s', 'new.txt')
+try:
+    reply = bus.call_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop',
+                          'org.freedesktop.portal.FileChooser', method,
+                          GLib.Variant('(ssa{sv})', ('', 'Pick a file', options)),
+                          GLib.VariantType('(o)'), 0, -1, None)
+    out['handle'] = reply.unpack()[0]
+    GLib.timeout_add_seconds(20, loop.quit)
+    loop.run()
+except GLib.Error as e:
+    out['error'] = e.message
+if out.get('response') == 0:
+    name = GLib.filename_from_uri(out['results']['uris'][0])[0]
+    out['path'] = name
+    with open(name) as f:
+        out['content'] = f.read()
+    with open(name, 'w') as f:
+        f.write(text)
+    doc = os.path.dirname(os.path.dirname(name))
+    out['docs'] = sorted(os.listdir(doc))
+    out['in_doc'] = sorted(os.listdir(os.path.dirname(name)))
+print(json.dumps(out))
+"#;
+
+/// A world with a session bus, the portal on it, and the client app.
+struct Setup {
+    world: World,
+    bus: SessionBus,
+    app: PathBuf,
+    /// The scripted chooser's answers, one JSON object per line.
+    queue: PathBuf,
+}
+
+impl Setup {
+    /// The portal started by the test.
+    fn new() -> Setup {
+        let mut setup = Setup::on_bus(false);
+        let queue = setup.queue.as_os_str().to_owned();
+        setup.bus.spawn(
+            &setup.world,
+            &setup.world.portal_path(),
+            &[],
+            &[(SCRIPTED, &queue)],
+        );
+        setup
+            .bus
+            .wait_for_name(&setup.world, "org.appbox.Portal.Desktop");
+        setup
+    }
+
+    /// No portal yet; with `activatable`, the bus can start it (and gives
+    /// it the scripted chooser).
+    fn on_bus(activatable: bool) -> Setup {
+        require_programs(&["/usr/bin/python3", "/usr/bin/gdbus"]);
+        let world = World::new();
+        let chooser = world.root.join("chooser");
+        std::fs::create_dir(&chooser).unwrap();
+        chown(&chooser, world.user);
+        let queue = chooser.join("answers");
+        std::fs::write(&queue, "").unwrap();
+        chown(&queue, world.user);
+        // dbus-daemon finds the user's services dir from the user database's
+        // home unless told; the world's home is elsewhere.
+        let data_home = world.home.join(".local/share");
+        let bus = if activatable {
+            SessionBus::start_with_env(
+                &world,
+                &[
+                    (SCRIPTED, queue.as_os_str()),
+                    ("XDG_DATA_HOME", data_home.as_os_str()),
+                ],
+            )
+        } else {
+            SessionBus::start(&world)
+        };
+        let app = host_runtime_app(&world, APP_ID);
+        Setup {
+            world,
+            bus,
+            app,
+            queue,
+        }
+    }
+
+    fn other_app(&self, id: &str) -> PathBuf {
+        host_runtime_app(&self.world, id)
+    }
+
+    fn answer(&self, line: &str) {
+        std::fs::write(&self.queue, format!("{line}\n")).unwrap();
+    }
+
+    /// What the portal asked its chooser, one JSON object per question.
+    fn questions(&self) -> Vec<serde_json::Value> {
+        let log = self.queue.with_file_name("answers.log");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Runs `command ARGS` in the app's sandbox, on the bus.
+    fn run_in_sandbox(&self, command: &str, args: &[&str]) -> Output {
+        let mut cmd = self.world.run_app(&self.app, &["--command", command], args);
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.bus.address());
+        cmd.stdin(Stdio::null()).output().unwrap()
+    }
+
+    fn client(&self, method: &str, text: &str) -> serde_json::Value {
+        let output = self.run_in_sandbox("/usr/bin/python3", &["-c", CLIENT, method, text]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{}", describe(&output));
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", describe(&output)))
+    }
+
+    /// A file in the user's home, owned by them.
+    fn host_file(&self, rel: &str, contents: &str) -> PathBuf {
+        let path = self.world.home_dir("Documents").join(rel);
+        std::fs::write(&path, contents).unwrap();
+        chown(&path, self.world.user);
+        path
+    }
+
+    fn documents_json(&self) -> serde_json::Value {
+        let path = self.world.home.join(".local/share/appbox/documents.json");
+        std::fs::read_to_string(path)
+            .map(|text| serde_json::from_str(&text).unwrap())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// An unpacked app on the host runtime; tests pick its command with `--command`.
+fn host_runtime_app(world: &World, id: &str) -> PathBuf {
+    let app = world.root.join("apps").join(id);
+    std::fs::create_dir_all(app.join("files")).unwrap();
+    world.write(
+        &app.join("metadata.toml"),
+        &format!("id = \"{id}\"\nname = \"Portal test\"\ncommand = \"/usr/bin/python3\"\nruntime = \"host\"\n"),
+    );
+    make_readable(&world.root.join("apps"));
+    app
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn doc_prefix(world: &World) -> String {
+    format!("file:///run/user/{}/doc/", world.user.uid)
+}
+
+#[test]
+fn a_sandboxed_app_opens_and_writes_the_host_file_the_user_chose() {
+    let setup = Setup::new();
+    let host = setup.host_file("notes.txt", "from the host\n");
+    setup.answer(&format!("{{\"paths\": [{:?}]}}", host));
+
+    let out = setup.client("OpenFile", "written in the sandbox\n");
+    assert_eq!(out["response"], 0, "{out}");
+    let uri = out["results"]["uris"][0].as_str().unwrap();
+    assert!(uri.starts_with(&doc_prefix(&setup.world)), "{uri}");
+    assert!(uri.ends_with("/notes.txt"), "{uri}");
+    assert_eq!(out["results"]["writable"], true, "{out}");
+    assert_eq!(out["content"], "from the host\n", "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&host).unwrap(),
+        "written in the sandbox\n"
+    );
+    // Only that file: one document, holding one name.
+    assert_eq!(out["docs"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["in_doc"], serde_json::json!(["notes.txt"]), "{out}");
+
+    // The portal knew the app from appbox's records, not from the message.
+    let questions = setup.questions();
+    assert_eq!(questions.len(), 1);
+    assert_eq!(questions[0]["app_id"], APP_ID);
+    assert_eq!(questions[0]["method"], "OpenFile");
+    assert_eq!(questions[0]["title"], "Pick a file");
+
+    // The grant is kept, under the id the app saw.
+    let docs = setup.documents_json();
+    let id = uri
+        .trim_start_matches(&doc_prefix(&setup.world))
+        .split('/')
+        .next()
+        .unwrap();
+    let doc = &docs["documents"][id];
+    assert_eq!(doc["path"], host.to_str().unwrap(), "{docs}");
+    assert_eq!(doc["apps"][APP_ID]["writable"], true, "{docs}");
+
+    // The next launch mounts it again, at the same place.
+    let in_sandbox = out["path"].as_str().unwrap();
+    let again = setup.run_in_sandbox("/usr/bin/cat", &[in_sandbox]);
+    assert!(again.status.success(), "{}", describe(&again));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "written in the sandbox\n"
+    );
+
+    // Another app sees none of it.
+    let other = setup.other_app("org.appbox.Other");
+    let mut cmd = setup.world.run_app(
+        &other,
+        &["--command", "/usr/bin/ls"],
+        &["-A", &format!("/run/user/{}/doc", setup.world.user.uid)],
+    );
+    cmd.env("DBUS_SESSION_BUS_ADDRESS", setup.bus.address());
+    let listing = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(listing.status.success(), "{}", describe(&listing));
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout),
+        "",
+        "{}",
+        describe(&listing)
+    );
+}
+
+#[test]
+fn read_only_choices_cancels_and_saving() {
+    let setup = Setup::new();
+    let host = setup.host_file("report.txt", "original\n");
+
+    // The user ticked "read only": the app reads, its write fails.
+    setup.answer(&format!("{{\"paths\": [{:?}], \"writable\": false}}", host));
+    let output = setup.run_in_sandbox(
+        "/usr/bin/python3",
+        &["-c", CLIENT, "OpenFile", "overwritten"],
+    );
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Read-only file system"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), "original\n");
+
+    // Cancelled: response 1, nothing granted.
+    setup.answer("{\"cancel\": true}");
+    let out = setup.client("OpenFile", "x");
+    assert_eq!(out["response"], 1, "{out}");
+    let granted = setup.documents_json();
+    assert_eq!(
+        granted["documents"].as_object().map_or(0, |d| d.len()),
+        1,
+        "{granted}"
+    );
+
+    // Saving to a file that does not exist yet creates it for the app.
+    let target = setup.world.home.join("Documents/new.txt");
+    setup.answer(&format!("{{\"paths\": [{:?}]}}", target));
+    let out = setup.client("SaveFile", "saved from the sandbox\n");
+    assert_eq!(out["response"], 0, "{out}");
+    assert_eq!(out["content"], "", "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "saved from the sandbox\n"
+    );
+    let questions = setup.questions();
+    assert_eq!(questions.last().unwrap()["method"], "SaveFile");
+    assert_eq!(questions.last().unwrap()["current_name"], "new.txt");
+}
+
+/// `gdbus call` from inside the sandbox.
+fn gdbus(setup: &Setup, dest: &str, path: &str, method: &str, args: &[&str]) -> Output {
+    let mut all = vec![
+        "call",
+        "--session",
+        "--dest",
+        dest,
+        "--object-path",
+        path,
+        "--method",
+        method,
+    ];
+    all.extend_from_slice(args);
+    setup.run_in_sandbox("/usr/bin/gdbus", &all)
+}
+
+#[test]
+fn inside_the_sandbox_only_the_portal_is_reachable() {
+    let setup = Setup::new();
+    let version = gdbus(
+        &setup,
+        "org.freedesktop.portal.Desktop",
+        "/org/freedesktop/portal/desktop",
+        "org.freedesktop.DBus.Properties.Get",
+        &["org.freedesktop.portal.FileChooser", "version"],
+    );
+    assert!(version.status.success(), "{}", describe(&version));
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains("uint32 3"),
+        "{}",
+        describe(&version)
+    );
+    let mount_point = gdbus(
+        &setup,
+        "org.freedesktop.portal.Documents",
+        "/org/freedesktop/portal/documents",
+        "org.freedesktop.portal.Documents.GetMountPoint",
+        &[],
+    );
+    assert!(mount_point.status.success(), "{}", describe(&mount_point));
+    assert!(
+        String::from_utf8_lossy(&mount_point.stdout)
+            .contains(&format!("/run/user/{}/doc", setup.world.user.uid)),
+        "{}",
+        describe(&mount_point)
+    );
+    // The portal's host name, the bus's other names and made-up ones are out of reach.
+    for dest in [
+        "org.appbox.Portal.Desktop",
+        "org.freedesktop.Notifications",
+        "org.freedesktop.portal.Flatpak",
+    ] {
+        let denied = gdbus(
+            &setup,
+            dest,
+            "/org/freedesktop/portal/desktop",
+            "org.freedesktop.DBus.Peer.Ping",
+            &[],
+        );
+        assert!(!denied.status.success(), "{dest}: {}", describe(&denied));
+    }
+}
+
+#[test]
+fn host_processes_are_not_served() {
+    let setup = Setup::new();
+    let mut cmd = Command::new("/usr/bin/gdbus");
+    cmd.args([
+        "call",
+        "--session",
+        "--dest",
+        "org.appbox.Portal.Desktop",
+        "--object-path",
+        "/org/freedesktop/portal/desktop",
+        "--method",
+        "org.freedesktop.portal.FileChooser.OpenFile",
+        "",
+        "title",
+        "{}",
+    ]);
+    setup.world.prepare(&mut cmd);
+    cmd.env("DBUS_SESSION_BUS_ADDRESS", setup.bus.address());
+    let output = cmd.output().unwrap();
+    assert!(!output.status.success(), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("org.freedesktop.portal.Error.NotAllowed")
+            && stderr.contains("not an app in an appbox sandbox"),
+        "{}",
+        describe(&output)
+    );
+    assert!(setup.questions().is_empty());
+}
+
+#[test]
+fn appbox_run_makes_the_portal_start_on_demand() {
+    let setup = Setup::on_bus(true);
+    let host = setup.host_file("todo.txt", "buy milk\n");
+    setup.answer(&format!("{{\"paths\": [{:?}]}}", host));
+    assert!(!setup.bus.names(&setup.world).contains("org.appbox.Portal"));
+
+    let out = setup.client("OpenFile", "bought\n");
+    assert_eq!(out["response"], 0, "{out}");
+    assert_eq!(out["content"], "buy milk\n", "{out}");
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), "bought\n");
+
+    let service = setup
+        .world
+        .home
+        .join(".local/share/dbus-1/services/org.appbox.Portal.Desktop.service");
+    let text = std::fs::read_to_string(&service).unwrap();
+    assert!(
+        text.contains(&format!("Exec={}\n", setup.world.portal_path().display())),
+        "{text}"
+    );
+    assert!(setup
+        .bus
+        .names(&setup.world)
+        .contains("org.appbox.Portal.Documents"));
+}
