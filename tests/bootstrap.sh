@@ -21,7 +21,7 @@ PACKAGES=(
     nginx-light docker-registry skopeo desktop-file-utils appstream
     bubblewrap xvfb xauth x11-apps x11-utils imagemagick weston wayland-utils
     hyperfine flatpak iproute2 procps util-linux dbus dbus-x11 socat strace python3
-    python3-gi libglib2.0-bin xdg-desktop-portal-dev
+    python3-gi libglib2.0-bin xdg-desktop-portal-dev xdotool
 )
 TEST_USER=appbox-test
 

@@ -1168,6 +1168,14 @@ fn sockets(b: &mut Builder, permissions: &Permissions, bus_proxy: Option<&Path>)
             "DBUS_SESSION_BUS_ADDRESS".into(),
             format!("unix:path={}", dest.display()),
         );
+        // Through the proxy, the portal names reach appbox's portal. GTK uses
+        // portals for its file choosers only when told (or in Flatpak):
+        // GTK 4 reads GDK_DEBUG=portals, GTK 3 GTK_USE_PORTAL=1. An app's
+        // own --env settings come later and win.
+        if bus_proxy.is_some() {
+            b.env.insert("GDK_DEBUG".into(), "portals".into());
+            b.env.insert("GTK_USE_PORTAL".into(), "1".into());
+        }
     }
     if has(Socket::SystemBus) {
         let socket = "/run/dbus/system_bus_socket";

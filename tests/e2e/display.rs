@@ -13,7 +13,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use appbox_tests::{artifacts_dir, require_programs, running_as_root, World};
+use appbox_tests::{artifacts_dir, chown, require_programs, running_as_root, SessionBus, World};
 
 /// The bound of every wait in this file.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -744,4 +744,156 @@ fn the_notes_editor_opens_a_file_in_the_sandbox() {
         .wait(TIMEOUT)
         .unwrap_or_else(|| panic!("appbox did not exit after SIGTERM:\n{}", notes.log()));
     eprintln!("screenshot: {}", png.display());
+}
+
+/// Types `keys` (xdotool key names) into the window named `name`.
+fn press(world: &World, x: &Xvfb, name: &str, keys: &[&str]) {
+    let mut cmd = x.client(world, "/usr/bin/xdotool");
+    cmd.args([
+        "search",
+        "--sync",
+        "--onlyvisible",
+        "--name",
+        name,
+        "windowfocus",
+        "--sync",
+        "key",
+        "--clearmodifiers",
+    ]);
+    cmd.args(keys);
+    let output = output_within(cmd, TIMEOUT);
+    assert!(
+        output.status.success(),
+        "xdotool key {keys:?}: {}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn the_notes_editor_opens_and_saves_a_host_file_through_the_portal() {
+    require_programs(&["/usr/bin/xdotool"]);
+    let world = World::new();
+    let mut x = Xvfb::start(&world);
+    let mut bus = SessionBus::start(&world);
+    let chooser = world.root.join("chooser");
+    std::fs::create_dir(&chooser).unwrap();
+    chown(&chooser, world.user);
+    let host = world.home_dir("Documents").join("shopping.txt");
+    std::fs::write(&host, "eggs\n").unwrap();
+    chown(&host, world.user);
+    let secret = world.home_dir("Documents").join("diary.txt");
+    std::fs::write(&secret, "private\n").unwrap();
+    chown(&secret, world.user);
+    let queue = chooser.join("answers");
+    std::fs::write(&queue, format!("{{\"paths\": [{host:?}]}}\n")).unwrap();
+    chown(&queue, world.user);
+    bus.spawn(
+        &world,
+        &world.portal_path(),
+        &[],
+        &[("APPBOX_PORTAL_SCRIPTED_CHOOSER", queue.as_os_str())],
+    );
+    bus.wait_for_name(&world, "org.appbox.Portal.Desktop");
+
+    let app = notes_app(
+        &world,
+        &[
+            "--socket=x11",
+            "--share=ipc",
+            "--env=GSK_RENDERER=cairo",
+            "--env=GTK_A11Y=none",
+        ],
+    );
+    let address = bus.address();
+    let display_env = x.env();
+    let mut env = env_refs(&display_env);
+    env.push(("DBUS_SESSION_BUS_ADDRESS", &address));
+    let mut notes = Spawned::start(
+        "appbox run (notes)".to_owned(),
+        app_command(&world, &app, &[], &env),
+        world.root.join("notes.log"),
+    );
+    wait_for_window(&world, &x, &mut notes, "Notes");
+
+    // Ctrl+O: GTK's native chooser asks the portal, which asks its
+    // (scripted) chooser on the host, then mounts the file into the sandbox.
+    press(&world, &x, "Notes", &["ctrl+o"]);
+    wait_for_window(&world, &x, &mut notes, "shopping.txt — Notes");
+    let png = artifacts_dir().join("portal-notes-opened.png");
+    std::fs::write(&png, screenshot(&world, &x)).unwrap();
+
+    // Type at the start of the text and save in place through the mount.
+    press(
+        &world,
+        &x,
+        "shopping.txt",
+        &["m", "i", "l", "k", "Return", "ctrl+s"],
+    );
+    let saved = poll(TIMEOUT, || {
+        let text = std::fs::read_to_string(&host).unwrap();
+        (text == "milk\neggs\n").then_some(())
+    });
+    assert!(
+        saved.is_some(),
+        "the host file was not saved: {:?}\nappbox said:\n{}",
+        std::fs::read_to_string(&host),
+        notes.log()
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "private\n");
+    let questions = std::fs::read_to_string(chooser.join("answers.log")).unwrap();
+    assert!(
+        questions.contains("\"app_id\":\"org.appbox.Notes\"")
+            && questions.contains("\"method\":\"OpenFile\""),
+        "{questions}"
+    );
+
+    // Only that file became visible: the app's doc dir holds one document.
+    let instance = only_instance(&world);
+    let doc_dir = format!("/run/user/{}/doc", world.user.uid);
+    let listing = output_within(
+        world.appbox(["enter", &instance, "/usr/bin/find", &doc_dir]),
+        TIMEOUT,
+    );
+    assert!(listing.status.success(), "{}", describe(&listing));
+    let found: Vec<&str> = std::str::from_utf8(&listing.stdout)
+        .unwrap()
+        .lines()
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[2].ends_with("/shopping.txt"), "{found:?}");
+
+    let png = artifacts_dir().join("portal-notes-saved.png");
+    std::fs::write(&png, screenshot(&world, &x)).unwrap();
+    x.assert_running();
+    notes.signal(libc::SIGTERM);
+    notes
+        .wait(TIMEOUT)
+        .unwrap_or_else(|| panic!("appbox did not exit after SIGTERM:\n{}", notes.log()));
+    eprintln!("screenshots: {}", png.display());
+}
+
+/// Waits for a window whose name contains `title`, while `app` runs.
+fn wait_for_window(world: &World, x: &Xvfb, app: &mut Spawned, title: &str) {
+    let seen = poll(TIMEOUT, || {
+        if app.try_wait().is_some() {
+            return Some(false);
+        }
+        window_tree(world, x).contains(title).then_some(true)
+    });
+    assert_eq!(
+        seen,
+        Some(true),
+        "no window titled {title:?}; appbox said:\n{}\nwindows:\n{}",
+        app.log(),
+        window_tree(world, x)
+    );
+}
+
+/// The instance number of the world's only running sandbox.
+fn only_instance(world: &World) -> String {
+    let output = output_within(world.appbox(["ps", "--json"]), TIMEOUT);
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    rows[0]["instance"].as_str().unwrap().to_owned()
 }

@@ -14,7 +14,11 @@ fn run_probe(world: &World, checks: &[&str]) -> appbox_tests::ProbeReport {
 }
 
 fn spawn_probe(world: &World, checks: &[&str]) -> Child {
-    let app = world.probe_app("org.appbox.Probe", &[]);
+    spawn_probe_with(world, &[], checks)
+}
+
+fn spawn_probe_with(world: &World, permissions: &[&str], checks: &[&str]) -> Child {
+    let app = world.probe_app("org.appbox.Probe", permissions);
     let mut args = vec!["run", "--app-dir", app.to_str().unwrap(), "--"];
     args.extend_from_slice(checks);
     world
@@ -266,6 +270,29 @@ fn ps_enter_and_kill_manage_a_running_instance() {
         ps(&world).is_empty(),
         "the record of a killed instance stays"
     );
+}
+
+/// A shared namespace is the host's: `enter` joins only those the sandbox made.
+#[test]
+fn enter_works_when_the_app_shares_ipc_and_network() {
+    let world = World::new();
+    let mut child = spawn_probe_with(&world, &["--share=ipc", "--share=network"], &["sleep=60"]);
+    let listed = wait_for_instance(&world, "org.appbox.Probe");
+    let output = world
+        .appbox([
+            "enter",
+            &listed.instance,
+            "appbox-probe",
+            "pidns",
+            "caps",
+            "nnp",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    appbox_tests::ProbeReport::from_output(output).assert_all_ok();
+    child.kill().unwrap();
+    let _ = child.wait();
 }
 
 #[test]

@@ -529,13 +529,22 @@ fn reap_until_exit(app: Pid) -> ! {
 /// `plan.argv` there under the same confinement as the app.
 pub fn enter(plan: &SandboxPlan, pidfd: &OwnedFd) -> Result<Running, SandboxError> {
     landlock::require_abi_v1()?;
-    let flags = libc::CLONE_NEWUSER
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWCGROUP
-        | libc::CLONE_NEWNET;
+    // Only the namespaces the sandbox made: a shared one (share=ipc,
+    // share=network) is the host's, which the sandbox's user namespace may
+    // not enter.
+    let ns = &plan.namespaces;
+    let flags = [
+        (ns.user, libc::CLONE_NEWUSER),
+        (ns.mount, libc::CLONE_NEWNS),
+        (ns.pid, libc::CLONE_NEWPID),
+        (ns.ipc, libc::CLONE_NEWIPC),
+        (ns.uts, libc::CLONE_NEWUTS),
+        (ns.cgroup, libc::CLONE_NEWCGROUP),
+        (ns.net, libc::CLONE_NEWNET),
+    ]
+    .iter()
+    .filter(|(made, _)| *made)
+    .fold(0, |flags, (_, flag)| flags | flag);
     // SAFETY: setns with a pidfd we own and namespace flags only.
     if unsafe { libc::setns(pidfd.as_fd().as_raw_fd(), flags) } != 0 {
         return Err(SandboxError::Sys {
