@@ -8,7 +8,7 @@
 //! refuses to mount anything that is not that same file.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,6 +28,10 @@ pub enum GrantError {
     },
     #[error("{0} is not a regular file; only files can be handed to apps")]
     NotAFile(PathBuf),
+    #[error("{0} is not a clean absolute path")]
+    NotClean(PathBuf),
+    #[error("{0} goes through a symbolic link; appbox hands out files only by their real path")]
+    Symlink(PathBuf),
     #[error(transparent)]
     Store(#[from] DocumentError),
     #[error("cannot run {program}")]
@@ -54,20 +58,13 @@ pub struct Chosen {
 impl Chosen {
     /// Opens a file chosen for reading: it must exist and be a regular file.
     pub fn existing(path: &Path) -> Result<Chosen, GrantError> {
-        let open_err = |source| GrantError::Open {
+        // No O_NOFOLLOW: with it, O_PATH would open a final symlink itself
+        // instead of failing with ELOOP.
+        let file = open_by_real_path(path, libc::O_PATH)?;
+        let chosen = Chosen {
             path: path.to_owned(),
-            source,
+            file,
         };
-        let path = std::fs::canonicalize(path).map_err(open_err)?;
-        let file = openat2(
-            None,
-            &path,
-            libc::O_PATH | libc::O_NOFOLLOW,
-            0,
-            RESOLVE_NO_SYMLINKS,
-        )
-        .map_err(open_err)?;
-        let chosen = Chosen { path, file };
         chosen.check_regular()?;
         Ok(chosen)
     }
@@ -76,27 +73,19 @@ impl Chosen {
     /// exist yet: a bind mount needs a file to mount. An existing file is
     /// left as it is; the app writes it.
     pub fn for_saving(path: &Path) -> Result<Chosen, GrantError> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(GrantError::NotAFile(path.to_owned()));
+        };
+        let dir = open_by_real_path(parent, libc::O_PATH | libc::O_DIRECTORY)?;
         let open_err = |source| GrantError::Open {
             path: path.to_owned(),
             source,
         };
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return Err(GrantError::NotAFile(path.to_owned()));
-        };
-        let parent = std::fs::canonicalize(parent).map_err(open_err)?;
-        let dir = openat2(
-            None,
-            &parent,
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-            RESOLVE_NO_SYMLINKS,
-        )
-        .map_err(open_err)?;
         let beneath = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
         let name = Path::new(name);
         drop(
             openat2(
-                Some(std::os::fd::AsFd::as_fd(&dir)),
+                Some(dir.as_fd()),
                 name,
                 libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW,
                 0o644,
@@ -105,7 +94,7 @@ impl Chosen {
             .map_err(open_err)?,
         );
         let file = openat2(
-            Some(std::os::fd::AsFd::as_fd(&dir)),
+            Some(dir.as_fd()),
             name,
             libc::O_PATH | libc::O_NOFOLLOW,
             0,
@@ -113,7 +102,7 @@ impl Chosen {
         )
         .map_err(open_err)?;
         let chosen = Chosen {
-            path: parent.join(name),
+            path: path.to_owned(),
             file,
         };
         chosen.check_regular()?;
@@ -130,6 +119,40 @@ impl Chosen {
         }
         Ok(())
     }
+}
+
+/// Opens what the user chose by its path as given, which must be absolute
+/// and clean and go through no symbolic link at all: an app that can write
+/// somewhere along the path could otherwise swap a directory for a link
+/// between the choice and the grant, and be handed another file
+/// (CVE-2026-34078).
+fn open_by_real_path(path: &Path, flags: i32) -> Result<OwnedFd, GrantError> {
+    if !appbox::hostfacts::clean_absolute(path) {
+        return Err(GrantError::NotClean(path.to_owned()));
+    }
+    openat2(None, path, flags, 0, RESOLVE_NO_SYMLINKS).map_err(|source| {
+        if source.raw_os_error() == Some(libc::ELOOP) {
+            GrantError::Symlink(path.to_owned())
+        } else {
+            GrantError::Open {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })
+}
+
+/// The environment of the mount helper: only what it needs to find the
+/// user's records, none of the portal's own (which the session set, and
+/// which could carry LD_PRELOAD and the like; CVE-2021-21261).
+fn helper_env() -> Vec<(&'static str, std::ffi::OsString)> {
+    let mut env = vec![("PATH", "/usr/bin:/bin".into())];
+    for name in ["HOME", "XDG_RUNTIME_DIR"] {
+        if let Some(value) = std::env::var_os(name) {
+            env.push((name, value));
+        }
+    }
+    env
 }
 
 /// Records grants and mounts them.
@@ -190,6 +213,8 @@ impl Granter {
     ) -> Result<(), GrantError> {
         let mut command = Command::new(&self.appbox);
         command
+            .env_clear()
+            .envs(helper_env())
             .arg("document-mount")
             .arg("--instance")
             .arg(caller.instance.to_string())
@@ -256,6 +281,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_helper_gets_no_environment_of_the_portal_but_its_paths() {
+        std::env::set_var("LD_PRELOAD", "/evil.so");
+        let env = helper_env();
+        assert!(env
+            .iter()
+            .all(|(name, _)| ["PATH", "HOME", "XDG_RUNTIME_DIR"].contains(name)));
+        std::env::remove_var("LD_PRELOAD");
+    }
+
+    #[test]
     fn uris_encode_everything_but_unreserved_bytes() {
         assert_eq!(
             file_uri(Path::new("/run/user/1000/doc/0a1b2c3d/notes.txt")),
@@ -279,14 +314,32 @@ mod tests {
         assert!(Chosen::existing(&dir.join("missing")).is_err());
         let new = dir.join("new.txt");
         let chosen = Chosen::for_saving(&new).unwrap();
-        assert_eq!(chosen.path, std::fs::canonicalize(&new).unwrap());
+        assert_eq!(chosen.path, new);
         assert_eq!(std::fs::read(&new).unwrap(), b"");
         std::fs::write(&new, b"kept").unwrap();
         Chosen::for_saving(&new).unwrap();
         assert_eq!(std::fs::read(&new).unwrap(), b"kept");
-        // Saving through a symlink at the last component is refused.
+        // A symlink anywhere on the path is refused, for opening and saving.
         std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).unwrap();
         assert!(Chosen::for_saving(&dir.join("link")).is_err());
+        assert!(matches!(
+            Chosen::existing(&dir.join("link")),
+            Err(GrantError::Symlink(_))
+        ));
+        std::os::unix::fs::symlink(&dir, dir.join("dirlink")).unwrap();
+        assert!(matches!(
+            Chosen::existing(&dir.join("dirlink/new.txt")),
+            Err(GrantError::Symlink(_))
+        ));
+        assert!(matches!(
+            Chosen::for_saving(&dir.join("dirlink/other.txt")),
+            Err(GrantError::Symlink(_))
+        ));
+        assert!(!dir.join("other.txt").exists());
+        assert!(matches!(
+            Chosen::existing(&dir.join("x/../new.txt")),
+            Err(GrantError::NotClean(_))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

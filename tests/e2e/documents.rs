@@ -554,14 +554,21 @@ fn document_unmount_takes_the_file_out_of_the_running_sandbox() {
         app.enter_ok(&["/usr/bin/cat", &app.doc("0000000a/report.txt")]),
         "the report\n"
     );
-    // A second grant under a taken id is refused until it is unmounted.
-    let output = app.mount(
-        "0000000a",
-        "report.txt",
-        &docs.join("report.txt"),
-        true,
-        Some(&docs.join("report.txt")),
+    // The same file granted again (as after a relaunch) is accepted, and a
+    // writable grant makes the mounted document writable.
+    let report = docs.join("report.txt");
+    let output = app.enter(&["/usr/bin/tee", &app.doc("0000000a/report.txt")], b"x\n");
+    assert!(!output.status.success(), "{}", show(&output));
+    app.mount_ok("0000000a", "report.txt", &report, true);
+    let output = app.enter(
+        &["/usr/bin/tee", &app.doc("0000000a/report.txt")],
+        b"edited\n",
     );
+    assert!(output.status.success(), "{}", show(&output));
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "edited\n");
+    // Another file under a taken id is refused until it is unmounted.
+    let notes = docs.join("notes.txt");
+    let output = app.mount("0000000a", "report.txt", &notes, true, Some(&notes));
     assert_refused(&output, "already exists");
 }
 

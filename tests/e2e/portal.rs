@@ -273,6 +273,14 @@ fn read_only_choices_cancels_and_saving() {
     );
     assert_eq!(std::fs::read_to_string(&host).unwrap(), "original\n");
 
+    // Chosen again with writing allowed: the launch mounted it read-only
+    // already; the same mount becomes writable.
+    setup.answer(&format!("{{\"paths\": [{:?}]}}", host));
+    let out = setup.client("OpenFile", "overwritten\n");
+    assert_eq!(out["response"], 0, "{out}");
+    assert_eq!(out["content"], "original\n", "{out}");
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), "overwritten\n");
+
     // Cancelled: response 1, nothing granted.
     setup.answer("{\"cancel\": true}");
     let out = setup.client("OpenFile", "x");
@@ -418,4 +426,69 @@ fn appbox_run_makes_the_portal_start_on_demand() {
         .bus
         .names(&setup.world)
         .contains("org.appbox.Portal.Documents"));
+}
+
+/// CVE-2026-34078: while the portal grants a chosen file, a racer with write
+/// access to a directory on its path keeps swapping that directory for a
+/// symlink to a secret one. The app gets the chosen file or an error, never
+/// the secret.
+#[test]
+fn a_symlink_swapped_in_during_the_grant_hands_out_nothing_else() {
+    let setup = Setup::new();
+    let documents = setup.world.home_dir("Documents");
+    let secret_dir = setup.world.home_dir("Secret");
+    std::fs::write(secret_dir.join("notes.txt"), "secret\n").unwrap();
+    let real = setup.world.home_dir("Documents/shared");
+    setup.host_file("shared/notes.txt", "public\n");
+    let alternate = documents.join("shared.alt");
+    std::os::unix::fs::symlink(&secret_dir, &alternate).unwrap();
+    let chosen = real.join("notes.txt");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let stop = stop.clone();
+        let (a, b) = (
+            std::ffi::CString::new(real.to_str().unwrap()).unwrap(),
+            std::ffi::CString::new(alternate.to_str().unwrap()).unwrap(),
+        );
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: two valid C strings; RENAME_EXCHANGE swaps them atomically.
+                let ret = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(ret, 0, "{}", std::io::Error::last_os_error());
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let mut granted = 0;
+    for _ in 0..20 {
+        setup.answer(&format!("{{\"paths\": [{chosen:?}]}}"));
+        let out = setup.client("OpenFile", "public\n");
+        match out["response"].as_u64() {
+            Some(0) => {
+                assert_eq!(out["content"], "public\n", "{out}");
+                granted += 1;
+            }
+            Some(2) => {}
+            _ => panic!("unexpected answer: {out}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = racer.join().unwrap();
+    assert!(swaps > 100, "the racer barely ran ({swaps} swaps)");
+    assert_eq!(
+        std::fs::read_to_string(secret_dir.join("notes.txt")).unwrap(),
+        "secret\n"
+    );
+    eprintln!("{granted} of 20 grants went through, {swaps} swaps");
 }

@@ -30,8 +30,8 @@ use nix::sched::CloneFlags;
 
 use crate::plan::{check_doc_id, check_document, documents_dir, DocumentMount, PlanError};
 use crate::sandbox::sys::{
-    clone_tree, is_mount_root, move_mount_onto, openat2, set_mount_attrs, MOUNT_ATTR_NODEV,
-    MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS,
+    change_mount_attrs, clone_tree, is_mount_root, move_mount_onto, openat2, set_mount_attrs,
+    MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS,
     RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV,
 };
 
@@ -251,7 +251,7 @@ pub fn inject(
         Err(nix::errno::Errno::EEXIST) => false,
         Err(e) => return Err(step("cannot create", &id_path)(e.into())),
     };
-    let result = attach(&tree, &doc_dir, doc, &id_path, &target_path);
+    let result = attach(&tree, &doc_dir, doc, wanted, &id_path, &target_path);
     if result.is_err() && created_dir {
         let _ = nix::unistd::unlinkat(
             doc_dir.as_fd(),
@@ -267,6 +267,7 @@ fn attach(
     tree: &OwnedFd,
     doc_dir: &OwnedFd,
     doc: &DocumentMount,
+    wanted: Identity,
     id_path: &Path,
     target_path: &Path,
 ) -> Result<(), InjectError> {
@@ -280,6 +281,15 @@ fn attach(
     // creating a temporary file to rename over the mount point.
     nix::sys::stat::fchmod(&id_dir, nix::sys::stat::Mode::from_bits_truncate(0o555))
         .map_err(|e| step("cannot make read-only", id_path)(e.into()))?;
+    // The same file, granted again (the launch mounted it already): at most
+    // it becomes writable.
+    if let Some(mounted) = mounted_document(id_dir.as_fd(), &doc.name, wanted) {
+        if doc.writable {
+            change_mount_attrs(mounted.as_fd(), 0, MOUNT_ATTR_RDONLY, false)
+                .map_err(step("cannot make writable", target_path))?;
+        }
+        return Ok(());
+    }
     // O_EXCL never follows a symlink and refuses anything already there.
     let target = openat2(
         Some(id_dir.as_fd()),
@@ -311,6 +321,27 @@ fn attach(
         return Err(step("cannot attach the document at", target_path)(e));
     }
     Ok(())
+}
+
+/// The document mounted at `name` in `id_dir`, if it is the file `wanted`.
+fn mounted_document(id_dir: BorrowedFd, name: &str, wanted: Identity) -> Option<OwnedFd> {
+    let name = Path::new(name);
+    if !is_mount_root(id_dir, name).ok()? {
+        return None;
+    }
+    // Into the mount (no RESOLVE_NO_XDEV), but through no link.
+    let fd = openat2(
+        Some(id_dir),
+        name,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+    )
+    .ok()?;
+    match kind(fd.as_fd()).ok()? {
+        Kind::Regular(found) if found == wanted => Some(fd),
+        _ => None,
+    }
 }
 
 /// Unmounts document `doc_id` from the running sandbox whose pid 1 `pidfd`

@@ -102,6 +102,18 @@ pub fn open_sources(mounts: &[MountOp], hostname: &str) -> Result<Vec<Source>, M
                     Err(e) if *optional && e.raw_os_error() == Some(libc::ENOENT) => {
                         Ok(Source::Missing)
                     }
+                    // A granted document's path that now goes through a
+                    // link leaves the document out, not the app.
+                    Err(e)
+                        if *trust == SourceTrust::RegularFile
+                            && e.raw_os_error() == Some(libc::ELOOP) =>
+                    {
+                        eprintln!(
+                            "appbox: note: {} now goes through a symbolic link; it is left out",
+                            source.display()
+                        );
+                        Ok(Source::Missing)
+                    }
                     Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                         Err(MountError::SymlinkInSource {
                             path: source.clone(),

@@ -130,9 +130,19 @@ struct MountAttr {
 
 /// mount_setattr(2) on the mount at `fd`, recursively when `recursive`.
 pub fn set_mount_attrs(fd: BorrowedFd, attr_set: u64, recursive: bool) -> io::Result<()> {
+    change_mount_attrs(fd, attr_set, 0, recursive)
+}
+
+/// mount_setattr(2) setting `attr_set` and clearing `attr_clr`.
+pub fn change_mount_attrs(
+    fd: BorrowedFd,
+    attr_set: u64,
+    attr_clr: u64,
+    recursive: bool,
+) -> io::Result<()> {
     let attr = MountAttr {
         attr_set,
-        attr_clr: 0,
+        attr_clr,
         propagation: 0,
         userns_fd: 0,
     };
