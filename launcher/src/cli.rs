@@ -21,6 +21,8 @@ use appbox::portal_activation;
 use appbox::sandbox::{self, Layer, SandboxError};
 use appbox::store::cli::StoreCommand;
 
+use crate::grants_cli::{self, GrantCommand};
+
 #[derive(Parser)]
 #[command(
     name = "appbox",
@@ -71,19 +73,8 @@ Permission options override the app's own permissions for this run only, in the 
     /// Print the manual page in roff format
     #[command(hide = true)]
     Man,
-    /// For the portal: mount a chosen file into a running sandbox
-    #[command(hide = true)]
-    DocumentMount(DocumentMountArgs),
-    /// For the portal: take a document out of a running sandbox
-    #[command(hide = true)]
-    DocumentUnmount {
-        /// An instance number from `appbox ps`
-        #[arg(long, value_name = "N")]
-        instance: String,
-        /// The document's id: 8 characters from 0-9 and a-f
-        #[arg(long, value_name = "ID")]
-        doc_id: String,
-    },
+    #[command(flatten)]
+    Grants(GrantCommand),
 }
 
 /// Permission overrides, named as in `flatpak run`.
@@ -239,10 +230,7 @@ pub fn main() -> i32 {
             .render(&mut std::io::stdout())
             .map(|()| 0)
             .context("cannot write the manual page"),
-        Command::DocumentMount(args) => document_mount(args).map(|()| 0),
-        Command::DocumentUnmount { instance, doc_id } => {
-            document_unmount(&instance, &doc_id).map(|()| 0)
-        }
+        Command::Grants(command) => grants_cli::run(command).map(|()| 0),
     };
     match result {
         Ok(code) => code,
@@ -469,78 +457,4 @@ fn enter(target: &str, command: Vec<String>) -> Result<i32> {
     plan.argv = command;
     let running = sandbox::enter(&plan, &pidfd)?;
     Ok(running.wait())
-}
-
-/// `appbox document-mount`: the file at `--path` appears in the running
-/// sandbox at `/run/user/UID/doc/ID/NAME`. Descriptor 3 must be open on the
-/// file the user chose (O_PATH is enough); the path must still lead to it.
-#[derive(clap::Args)]
-struct DocumentMountArgs {
-    /// An instance number from `appbox ps`
-    #[arg(long, value_name = "N")]
-    instance: String,
-    /// The document's id: 8 characters from 0-9 and a-f
-    #[arg(long, value_name = "ID")]
-    doc_id: String,
-    /// The file's name inside the sandbox
-    #[arg(long, value_name = "NAME")]
-    name: String,
-    /// The host file: an absolute path without symbolic links
-    #[arg(long, value_name = "HOSTPATH")]
-    path: PathBuf,
-    /// Let the app write to the file (read-only otherwise)
-    #[arg(long)]
-    writable: bool,
-}
-
-/// The descriptor on which the portal passes the chosen file.
-const CHOSEN_FD: std::os::fd::RawFd = 3;
-
-/// Takes descriptor 3, which must have been inherited open.
-fn chosen_file() -> Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: F_GETFD only reads the descriptor's flags; a closed one fails with EBADF.
-    if unsafe { libc::fcntl(CHOSEN_FD, libc::F_GETFD) } == -1 {
-        bail!("descriptor {CHOSEN_FD} is not open: pass the chosen file on it (an O_PATH descriptor is enough)");
-    }
-    // SAFETY: descriptor 3 is open (checked above) and was inherited: this is
-    // the first thing the command does, so nothing in this process opened or
-    // owns it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(CHOSEN_FD) })
-}
-
-fn document_mount(args: DocumentMountArgs) -> Result<()> {
-    use std::os::fd::AsFd;
-    let chosen = chosen_file()?;
-    let doc = plan::DocumentMount {
-        doc_id: args.doc_id,
-        name: args.name,
-        host_path: args.path,
-        writable: args.writable,
-    };
-    plan::check_document(&doc)?;
-    let facts = HostFacts::gather()?;
-    let record = Registry::open(&facts.runtime_dir)?.find(&args.instance)?;
-    let pidfd = instance::verified_pidfd(&record)?;
-    sandbox::inject::inject(pidfd.as_fd(), record.plan.ids.app_uid, &doc, chosen.as_fd())
-        .with_context(|| {
-            format!(
-                "cannot mount document {} into instance {}",
-                doc.doc_id, record.instance
-            )
-        })
-}
-
-fn document_unmount(target: &str, doc_id: &str) -> Result<()> {
-    use std::os::fd::AsFd;
-    let facts = HostFacts::gather()?;
-    let record = Registry::open(&facts.runtime_dir)?.find(target)?;
-    let pidfd = instance::verified_pidfd(&record)?;
-    sandbox::inject::remove(pidfd.as_fd(), record.plan.ids.app_uid, doc_id).with_context(|| {
-        format!(
-            "cannot unmount document {} from instance {}",
-            appbox::text::Escaped(doc_id),
-            record.instance
-        )
-    })
 }

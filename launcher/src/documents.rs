@@ -7,23 +7,17 @@
 //! permission-remove documents` takes them away, and every launch mounts the
 //! app's grants at `/run/user/UID/doc/<id>/<name>`.
 //!
-//! Every change is a locked read-modify-write of the whole file, written
-//! beside it and renamed into place, so the portal and the CLI never lose
-//! each other's changes and a crash leaves the old file or the new one.
+//! Changes are locked and atomic ([`crate::jsonstore`]).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::appid::AppId;
+use crate::jsonstore::{self, StoreError};
 use crate::plan::DocumentMount;
-
-/// Bigger than any real store: a file this size is damage, not grants.
-const MAX_STORE_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
@@ -40,6 +34,9 @@ pub enum DocumentError {
     BadId(String),
     #[error("{0} must be an absolute path to a file, with a file name")]
     BadPath(PathBuf),
+    /// Only inside `update`; it leaves as `Io` or `Damaged`, with the path.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A document's id: 8 lowercase hex digits, safe as a path component.
@@ -217,12 +214,7 @@ impl DocumentStore {
 
     /// The grants as they are now; none if the store does not exist yet.
     pub fn load(&self) -> Result<Documents, DocumentError> {
-        let file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Documents::default()),
-            Err(source) => return Err(self.io("read", source)),
-        };
-        self.parse(file)
+        jsonstore::load(&self.path).map_err(|e| self.error(e))
     }
 
     /// Changes the grants under the store's lock and writes them back
@@ -231,54 +223,23 @@ impl DocumentStore {
         &self,
         change: impl FnOnce(&mut Documents) -> Result<T, DocumentError>,
     ) -> Result<T, DocumentError> {
-        let dir = self.path.parent().unwrap_or(Path::new("/"));
-        std::fs::create_dir_all(dir).map_err(|e| self.io("create the directory of", e))?;
-        let lock_path = self.path.with_extension("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| self.io("lock", e))?;
-        // SAFETY: flock on a descriptor we own; it is released when `lock` closes.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(self.io("lock", io::Error::last_os_error()));
-        }
-        let mut documents = self.load()?;
-        let result = change(&mut documents)?;
-        let mut bytes =
-            serde_json::to_vec_pretty(&documents).map_err(|e| DocumentError::Damaged {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
-        bytes.push(b'\n');
-        crate::store::write_atomically(&self.path, &bytes).map_err(|e| self.io("write", e))?;
-        Ok(result)
-    }
-
-    fn parse(&self, file: File) -> Result<Documents, DocumentError> {
-        use std::io::Read;
-        let mut bytes = Vec::new();
-        file.take(MAX_STORE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| self.io("read", e))?;
-        if bytes.len() as u64 > MAX_STORE_BYTES {
-            return Err(DocumentError::Damaged {
-                path: self.path.clone(),
-                reason: format!("larger than {MAX_STORE_BYTES} bytes"),
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| DocumentError::Damaged {
-            path: self.path.clone(),
-            reason: e.to_string(),
+        jsonstore::update(&self.path, change).map_err(|e| match e {
+            DocumentError::Store(e) => self.error(e),
+            other => other,
         })
     }
 
-    fn io(&self, what: &'static str, source: io::Error) -> DocumentError {
-        DocumentError::Io {
-            what,
-            path: self.path.clone(),
-            source,
+    fn error(&self, e: StoreError) -> DocumentError {
+        match e {
+            StoreError::Io { what, source } => DocumentError::Io {
+                what,
+                path: self.path.clone(),
+                source,
+            },
+            StoreError::Damaged(reason) => DocumentError::Damaged {
+                path: self.path.clone(),
+                reason,
+            },
         }
     }
 }

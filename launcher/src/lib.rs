@@ -11,10 +11,12 @@
 
 pub mod appid;
 pub mod busproxy;
+pub mod consent;
 pub mod deploy;
 pub mod documents;
 pub mod hostfacts;
 pub mod instance;
+pub mod jsonstore;
 pub mod metadata;
 pub mod permissions;
 pub mod plan;

@@ -2,6 +2,7 @@
 //! happens in the library.
 
 mod cli;
+mod grants_cli;
 
 fn main() {
     std::process::exit(cli::main());

@@ -492,3 +492,139 @@ fn a_symlink_swapped_in_during_the_grant_hands_out_nothing_else() {
     );
     eprintln!("{granted} of 20 grants went through, {swaps} swaps");
 }
+
+/// `appbox documents`, `permissions`, `permission-remove`, `permission-set`
+/// and `permission-reset`, against a running instance that got a document.
+#[test]
+fn the_cli_lists_and_revokes_grants_even_in_running_sandboxes() {
+    let setup = Setup::new();
+    let host = setup.host_file("plan.txt", "step one\n");
+    let mut sleeper = setup
+        .world
+        .run_app(&setup.app, &["--command", "/usr/bin/sleep"], &["60"]);
+    sleeper.env("DBUS_SESSION_BUS_ADDRESS", setup.bus.address());
+    let mut sleeper = sleeper.stdin(Stdio::null()).spawn().unwrap();
+    let instance = wait_for_instance(&setup.world);
+
+    // A process entered into the instance asks the portal; the file lands in
+    // that instance.
+    setup.answer(&format!("{{\"paths\": [{host:?}]}}"));
+    let entered = appbox_ok(
+        &setup,
+        &[
+            "enter",
+            &instance,
+            "/usr/bin/python3",
+            "-c",
+            CLIENT,
+            "OpenFile",
+            "step two\n",
+        ],
+    );
+    let out: serde_json::Value = serde_json::from_str(entered.trim()).unwrap();
+    assert_eq!(out["response"], 0, "{out}");
+    let in_sandbox = out["path"].as_str().unwrap().to_owned();
+    let id = in_sandbox.split('/').nth_back(1).unwrap().to_owned();
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&appbox_ok(&setup, &["documents", "--json"])).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
+    assert_eq!(listed[0]["path"], host.to_str().unwrap(), "{listed}");
+    assert_eq!(listed[0]["apps"][APP_ID], "read-write", "{listed}");
+    let table = appbox_ok(&setup, &["documents"]);
+    assert!(
+        table.contains(&id) && table.contains(&format!("{APP_ID} (read-write)")),
+        "{table}"
+    );
+    let other: serde_json::Value = serde_json::from_str(&appbox_ok(
+        &setup,
+        &["documents", "org.appbox.Other", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(other, serde_json::json!([]));
+    let rows: serde_json::Value =
+        serde_json::from_str(&appbox_ok(&setup, &["permissions", "documents", "--json"])).unwrap();
+    assert_eq!(rows[0]["app"], APP_ID, "{rows}");
+    assert_eq!(rows[0]["permission"], "read-write", "{rows}");
+
+    // Revoked: gone from the store and from the running sandbox.
+    appbox_ok(&setup, &["permission-remove", "documents", &id]);
+    let cat = setup
+        .world
+        .appbox(["enter", &instance, "/usr/bin/cat", &in_sandbox])
+        .output()
+        .unwrap();
+    assert!(!cat.status.success(), "{}", describe(&cat));
+    assert_eq!(appbox_ok(&setup, &["documents", "--json"]).trim(), "[]");
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), "step two\n");
+
+    // Answers: set, listed, reset.
+    appbox_ok(
+        &setup,
+        &["permission-set", "devices", "kvm", APP_ID, "allow"],
+    );
+    let rows = appbox_ok(&setup, &["permissions", "devices"]);
+    assert!(
+        rows.contains("kvm") && rows.contains(APP_ID) && rows.contains("allow"),
+        "{rows}"
+    );
+    appbox_ok(&setup, &["permission-reset", APP_ID]);
+    assert!(!appbox_ok(&setup, &["permissions"]).contains(APP_ID));
+
+    // Bad input names what was wrong.
+    for (args, says) in [
+        (
+            &["permission-set", "devices", "../x", APP_ID, "allow"][..],
+            "not an entry of the devices table",
+        ),
+        (
+            &["permission-set", "devices", "kvm", APP_ID, "maybe"][..],
+            "use allow, deny or ask",
+        ),
+        (
+            &["permission-remove", "documents", "../../etc"][..],
+            "not a document id",
+        ),
+        (
+            &["permission-remove", "documents", "0a1b2c3d"][..],
+            "no app holds document",
+        ),
+        (&["permissions", "secrets"][..], "not a permission table"),
+        (&["documents", "not an id"][..], "app id"),
+    ] {
+        let output = setup.world.appbox(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(says),
+            "{args:?}: {}",
+            describe(&output)
+        );
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+/// `appbox ARGS` as the world's user; it must succeed. Its stdout.
+fn appbox_ok(setup: &Setup, args: &[&str]) -> String {
+    let mut cmd = setup.world.appbox(args);
+    cmd.env("DBUS_SESSION_BUS_ADDRESS", setup.bus.address());
+    let output = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "appbox {args:?}: {}",
+        describe(&output)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The instance number of the world's only running sandbox.
+fn wait_for_instance(world: &World) -> String {
+    let mut instance = None;
+    appbox_tests::wait_until("the instance to start", || {
+        let output = world.appbox(["ps", "--json"]).output().unwrap();
+        let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        instance = rows[0]["instance"].as_str().map(str::to_owned);
+        instance.is_some()
+    });
+    instance.unwrap()
+}

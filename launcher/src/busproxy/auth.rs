@@ -165,7 +165,7 @@ fn hex_decode(hex: &[u8]) -> Option<Vec<u8>> {
             _ => None,
         }
     }
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     hex.chunks_exact(2)
@@ -1262,7 +1262,7 @@ mod tests {
         /// org.freedesktop.DBus.Hello, little-endian, serial 1, no body.
         fn hello() -> Vec<u8> {
             fn pad(m: &mut Vec<u8>) {
-                while m.len() % 8 != 0 {
+                while !m.len().is_multiple_of(8) {
                     m.push(0);
                 }
             }

@@ -918,7 +918,7 @@ impl<'a> Values<'a> {
     }
 
     fn u32_at(&self, pos: usize, end: usize) -> Result<u32> {
-        if pos.checked_add(4).map_or(true, |stop| stop > end) {
+        if pos.checked_add(4).is_none_or(|stop| stop > end) {
             return Err(MessageError::NotEnoughData(pos));
         }
         read_u32(self.data, pos, self.endian).ok_or(MessageError::NotEnoughData(pos))
@@ -1056,7 +1056,7 @@ impl<'a> Values<'a> {
                     // CVE-2022-42011); dbus-daemon looks inside only at
                     // booleans, the proxy at descriptor indices too.
                     Some(size) => {
-                        if len % size != 0 {
+                        if !len.is_multiple_of(size) {
                             return Err(MessageError::ArrayLengthIncorrect(at));
                         }
                         if matches!(elem, b'b' | b'h') {
@@ -1785,7 +1785,7 @@ impl Writer {
     }
 
     fn pad(&mut self, align: usize) {
-        while self.buf.len() % align != 0 {
+        while !self.buf.len().is_multiple_of(align) {
             self.buf.push(0);
         }
     }

@@ -196,7 +196,7 @@ fn split_variable_array<'a>(
         )));
     }
     let offsets_len = size - last_end;
-    if offsets_len % offset_size != 0 {
+    if !offsets_len.is_multiple_of(offset_size) {
         return Err(GVariantError::new(format!(
             "{what}: {offsets_len} bytes of framing offsets is not a multiple of {offset_size}"
         )));
@@ -284,7 +284,7 @@ fn pad_to(out: &mut Vec<u8>, alignment: usize) {
 }
 
 fn pad_to_from(out: &mut Vec<u8>, start: usize, alignment: usize) {
-    while (out.len() - start) % alignment != 0 {
+    while !(out.len() - start).is_multiple_of(alignment) {
         out.push(0);
     }
 }

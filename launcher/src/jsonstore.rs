@@ -1,0 +1,78 @@
+//! Small JSON files that several processes change: the portal's grants and
+//! answers. Every change is a locked read-modify-write of the whole file,
+//! written beside it and renamed into place, so the portal and the CLI never
+//! lose each other's changes and a crash leaves the old file or the new one.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Bigger than any real store: a file this size is damage, not data.
+const MAX_BYTES: u64 = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {what} it")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Damaged(String),
+}
+
+fn io(what: &'static str) -> impl FnOnce(io::Error) -> StoreError {
+    move |source| StoreError::Io { what, source }
+}
+
+/// The contents of `path`, or the default when it does not exist yet.
+pub fn load<T: DeserializeOwned + Default>(path: &Path) -> Result<T, StoreError> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(T::default()),
+        Err(e) => return Err(io("read")(e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io("read"))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(StoreError::Damaged(format!(
+            "larger than {MAX_BYTES} bytes"
+        )));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged(e.to_string()))
+}
+
+/// Changes the contents of `path` under its lock (`path` with `.lock`) and
+/// writes them back atomically; nothing is written if `change` fails.
+pub fn update<T, R, E>(path: &Path, change: impl FnOnce(&mut T) -> Result<R, E>) -> Result<R, E>
+where
+    T: DeserializeOwned + Serialize + Default,
+    E: From<StoreError>,
+{
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))
+        .map_err(io("lock"))?;
+    // SAFETY: flock on a descriptor we own; it is released when `lock` closes.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io("lock")(io::Error::last_os_error()).into());
+    }
+    let mut contents: T = load(path)?;
+    let result = change(&mut contents)?;
+    let mut bytes =
+        serde_json::to_vec_pretty(&contents).map_err(|e| StoreError::Damaged(e.to_string()))?;
+    bytes.push(b'\n');
+    crate::store::write_atomically(path, &bytes).map_err(io("write"))?;
+    Ok(result)
+}
