@@ -55,6 +55,13 @@ pub const HIGH_WATER: usize = 4 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// How long to stop accepting after the process ran out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a connection may take to authenticate (both handshakes), as
+/// dbus-daemon's `auth_timeout`; one that stalls is closed, so it cannot hold
+/// one of the [`MAX_CONNECTIONS`] slots for good.
+#[cfg(not(test))]
+const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+#[cfg(test)]
+const AUTH_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Why [`serve`] gave up. Failures of single connections never end it.
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +129,14 @@ pub fn serve(
         if accept_paused_until.is_some_and(|t| t <= now) {
             accept_paused_until = None;
         }
+        conns.retain(|conn| !conn.auth_expired(now));
         let accepting = accept_paused_until.is_none();
-        let timeout = match accept_paused_until {
+        let wake_at = conns
+            .iter()
+            .filter_map(Conn::auth_deadline)
+            .chain(accept_paused_until)
+            .min();
+        let timeout = match wake_at {
             Some(t) => {
                 PollTimeout::try_from(t.saturating_duration_since(now)).unwrap_or(PollTimeout::MAX)
             }
@@ -249,6 +262,7 @@ struct Conn {
     app_done: bool,
     /// The bus hung up: flush what goes to the app, then close.
     bus_done: bool,
+    accepted: Instant,
 }
 
 impl Conn {
@@ -266,7 +280,17 @@ impl Conn {
             fds_ok: false,
             app_done: false,
             bus_done: false,
+            accepted: Instant::now(),
         })
+    }
+
+    /// When the handshakes must be over, while they are not.
+    fn auth_deadline(&self) -> Option<Instant> {
+        (self.phase != Phase::Relay).then_some(self.accepted + AUTH_TIMEOUT)
+    }
+
+    fn auth_expired(&self, now: Instant) -> bool {
+        self.auth_deadline().is_some_and(|deadline| deadline <= now)
     }
 
     fn app_out_bytes(&self) -> usize {
@@ -1314,6 +1338,32 @@ mod tests {
         raw.write_all(b"X").unwrap(); // not the credentials byte
         let mut buf = [0u8; 64];
         assert_eq!(raw.read(&mut buf).unwrap_or(0), 0);
+        assert!(list_names(&proxy.socket).contains("org.freedesktop.DBus"));
+        proxy.stop().unwrap();
+    }
+
+    #[test]
+    fn a_stalled_handshake_is_closed() {
+        let daemon = start_daemon();
+        let proxy = Proxy::start(&daemon, policy(&[]));
+        let mut stalled = UnixStream::connect(&proxy.socket).unwrap();
+        stalled.set_read_timeout(Some(TIMEOUT)).unwrap();
+        // The credentials byte and half a line, then nothing.
+        stalled.write_all(b"\0AUTH EXTER").unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            stalled.read(&mut buf).unwrap_or(0),
+            0,
+            "closed, not answered"
+        );
+        assert!(
+            started.elapsed() >= AUTH_TIMEOUT / 2,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(started.elapsed() < TIMEOUT);
+        // Others are served meanwhile and after.
         assert!(list_names(&proxy.socket).contains("org.freedesktop.DBus"));
         proxy.stop().unwrap();
     }
