@@ -21,7 +21,7 @@ PACKAGES=(
     nginx-light docker-registry skopeo desktop-file-utils appstream
     bubblewrap xvfb xauth x11-apps x11-utils imagemagick weston wayland-utils
     hyperfine flatpak iproute2 procps util-linux dbus dbus-x11 socat strace python3
-    python3-gi libglib2.0-bin xdg-desktop-portal-dev xdotool
+    python3-gi libglib2.0-bin xdg-desktop-portal-dev xdotool acl
 )
 TEST_USER=appbox-test
 
@@ -86,6 +86,11 @@ if ((EUID == 0)); then
     home=$(getent passwd "$TEST_USER" | cut -d: -f6)
     if [[ ! -d $home ]]; then
         install -d -m 0755 -o "$TEST_USER" -g "$(id -g "$TEST_USER")" "$home"
+    fi
+    # A desktop session's user gets /dev/kvm through logind's ACL (uaccess);
+    # the test user gets the same, so the portal's device tests use the real one.
+    if [[ -c /dev/kvm ]]; then
+        setfacl -m "u:$TEST_USER:rw" /dev/kvm || die "cannot give $TEST_USER access to /dev/kvm"
     fi
 fi
 

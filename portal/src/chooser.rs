@@ -1,15 +1,19 @@
 //! Who picks the files: the user, through a file chooser on the host.
 //!
-//! - [`Scripted`]: answers from a queue file that only the host side can name
-//!   (the portal's environment), for tests. Apps never reach it: the sandbox
-//!   has no way to set the portal's environment or to see the file.
+//! - [`crate::backend::ImplChooser`]: the host's own portal backend
+//!   (`org.freedesktop.impl.portal.FileChooser`, such as
+//!   xdg-desktop-portal-gtk), which shows the desktop's dialog.
+//! - [`Scripted`]: answers from a [`ScriptQueue`], for tests.
 //! - [`Unavailable`]: no chooser on this host; every request fails with a
 //!   message saying what to install.
 
-use std::io::Write;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use zbus::OwnedVariant;
+
+use crate::script::{ScriptError, ScriptQueue};
 
 /// What the app asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,13 +25,37 @@ pub enum Kind {
 }
 
 /// One request, as the chooser (and the user) sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct Question {
     pub app_id: String,
     pub title: String,
     #[serde(flatten)]
     pub kind: Kind,
+    /// The request's handle, which a backend's dialog belongs to.
+    #[serde(skip)]
+    pub handle: String,
+    #[serde(skip)]
+    pub parent_window: String,
+    /// The app's options that a chooser shows (labels, filters, choices),
+    /// never those naming paths inside the sandbox.
+    #[serde(skip)]
+    pub options: HashMap<String, OwnedVariant>,
 }
+
+/// The options a chooser gets from the app, as xdg-desktop-portal passes
+/// them. `current_folder` and `current_file` name paths in the sandbox,
+/// which mean nothing (or something else) on the host.
+pub const FORWARDED_OPTIONS: &[&str] = &[
+    "accept_label",
+    "modal",
+    "multiple",
+    "directory",
+    "filters",
+    "current_filter",
+    "choices",
+    "current_name",
+    "files",
+];
 
 /// What the user answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,16 +72,10 @@ pub enum Answer {
 pub enum ChooserError {
     #[error("there is no file chooser on this host: install xdg-desktop-portal-gtk, or run the appbox store")]
     Unavailable,
-    #[error("the scripted chooser {path} has no answer left for this request")]
-    NoAnswer { path: PathBuf },
-    #[error("cannot use the scripted chooser {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the scripted chooser {path} has a bad answer ({reason})")]
-    BadAnswer { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
 }
 
 /// A file chooser. `choose` blocks until the user answers.
@@ -69,12 +91,10 @@ impl Chooser for Unavailable {
     }
 }
 
-/// Answers from a queue: one JSON object per line, consumed from the top,
-/// `{"paths": ["/abs/file"], "writable": true}` or `{"cancel": true}`. Each
-/// question is appended to `<queue>.log` as a JSON line, so tests see what
-/// the portal asked and for which app.
+/// Answers from a [`ScriptQueue`]: `{"paths": ["/abs/file"], "writable": true}`
+/// or `{"cancel": true}`.
 pub struct Scripted {
-    queue: PathBuf,
+    queue: ScriptQueue,
 }
 
 #[derive(Deserialize)]
@@ -95,57 +115,22 @@ fn yes() -> bool {
 impl Scripted {
     pub fn new(queue: &Path) -> Scripted {
         Scripted {
-            queue: queue.to_owned(),
+            queue: ScriptQueue::new(queue),
         }
-    }
-
-    fn io(&self, source: std::io::Error) -> ChooserError {
-        ChooserError::Io {
-            path: self.queue.clone(),
-            source,
-        }
-    }
-
-    fn log(&self, question: &Question) -> Result<(), ChooserError> {
-        let mut log_path = self.queue.clone().into_os_string();
-        log_path.push(".log");
-        let mut line = serde_json::to_vec(question).map_err(|e| self.io(e.into()))?;
-        line.push(b'\n');
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .and_then(|mut log| log.write_all(&line))
-            .map_err(|e| self.io(e))
     }
 }
 
 impl Chooser for Scripted {
     fn choose(&self, question: &Question) -> Result<Answer, ChooserError> {
-        self.log(question)?;
-        let text = std::fs::read_to_string(&self.queue).map_err(|e| self.io(e))?;
-        let Some((first, rest)) = text
-            .split_once('\n')
-            .or_else(|| (!text.is_empty()).then_some((text.as_str(), "")))
-        else {
-            return Err(ChooserError::NoAnswer {
-                path: self.queue.clone(),
-            });
-        };
-        let staging = self.queue.with_extension("next");
-        std::fs::write(&staging, rest)
-            .and_then(|()| std::fs::rename(&staging, &self.queue))
-            .map_err(|e| self.io(e))?;
-        let bad = |reason: String| ChooserError::BadAnswer {
-            path: self.queue.clone(),
-            reason,
-        };
-        let answer: ScriptedAnswer = serde_json::from_str(first).map_err(|e| bad(e.to_string()))?;
+        let answer: ScriptedAnswer = self.queue.answer(question)?;
         if answer.cancel {
             return Ok(Answer::Cancelled);
         }
         if answer.paths.is_empty() || answer.paths.iter().any(|p| !p.is_absolute()) {
-            return Err(bad("an answer needs one or more absolute paths".into()));
+            return Err(self
+                .queue
+                .bad("an answer needs one or more absolute paths".into())
+                .into());
         }
         Ok(Answer::Chosen {
             paths: answer.paths,
@@ -176,6 +161,9 @@ mod tests {
                 multiple: false,
                 directory: false,
             },
+            handle: String::new(),
+            parent_window: String::new(),
+            options: HashMap::new(),
         };
         assert_eq!(
             chooser.choose(&question).unwrap(),
@@ -187,11 +175,11 @@ mod tests {
         assert_eq!(chooser.choose(&question).unwrap(), Answer::Cancelled);
         assert!(matches!(
             chooser.choose(&question),
-            Err(ChooserError::BadAnswer { .. })
+            Err(ChooserError::Script(ScriptError::BadAnswer { .. }))
         ));
         assert!(matches!(
             chooser.choose(&question),
-            Err(ChooserError::NoAnswer { .. })
+            Err(ChooserError::Script(ScriptError::NoAnswer { .. }))
         ));
         let log = std::fs::read_to_string(dir.join("answers.log")).unwrap();
         assert_eq!(log.lines().count(), 4);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use zbus::message::Header;
 use zbus::{interface, Connection, OwnedObjectPath, OwnedVariant, Variant};
 
-use crate::chooser::{Kind, Question};
+use crate::chooser::{Kind, Question, FORWARDED_OPTIONS};
 use crate::error::PortalError;
 use crate::request::{self, Response};
 use crate::service::Portal;
@@ -37,12 +37,12 @@ impl FileChooser {
         title: &str,
         options: Options,
     ) -> Result<OwnedObjectPath, PortalError> {
-        let _ = parent_window;
         let kind = Kind::OpenFile {
             multiple: option::<bool>(&options, "multiple")?.unwrap_or(false),
             directory: option::<bool>(&options, "directory")?.unwrap_or(false),
         };
-        self.start(&header, connection, title, kind, &options).await
+        self.start(&header, connection, parent_window, title, kind, options)
+            .await
     }
 
     async fn save_file(
@@ -53,11 +53,11 @@ impl FileChooser {
         title: &str,
         options: Options,
     ) -> Result<OwnedObjectPath, PortalError> {
-        let _ = parent_window;
         let kind = Kind::SaveFile {
             current_name: option::<String>(&options, "current_name")?,
         };
-        self.start(&header, connection, title, kind, &options).await
+        self.start(&header, connection, parent_window, title, kind, options)
+            .await
     }
 
     async fn save_files(
@@ -68,7 +68,6 @@ impl FileChooser {
         title: &str,
         options: Options,
     ) -> Result<OwnedObjectPath, PortalError> {
-        let _ = parent_window;
         let files = option::<Vec<Vec<u8>>>(&options, "files")?.unwrap_or_default();
         let files = files
             .iter()
@@ -82,9 +81,10 @@ impl FileChooser {
         self.start(
             &header,
             connection,
+            parent_window,
             title,
             Kind::SaveFiles { files },
-            &options,
+            options,
         )
         .await
     }
@@ -100,22 +100,27 @@ impl FileChooser {
         &self,
         header: &Header<'_>,
         connection: &Connection,
+        parent_window: &str,
         title: &str,
         kind: Kind,
-        options: &Options,
+        mut options: Options,
     ) -> Result<OwnedObjectPath, PortalError> {
         let sender = header
             .sender()
             .ok_or_else(|| PortalError::NotAllowed("a call without a sender".into()))?
             .to_string();
         let caller = self.portal.caller(&sender)?;
-        let token = option::<String>(options, "handle_token")?;
+        let token = option::<String>(&options, "handle_token")?;
         let path = request::handle_path(&sender, token.as_deref())?;
         let opening = matches!(kind, Kind::OpenFile { .. });
+        options.retain(|key, _| FORWARDED_OPTIONS.contains(&key.as_str()));
         let question = Question {
             app_id: caller.app_id.to_string(),
             title: title.to_owned(),
             kind,
+            handle: path.to_string(),
+            parent_window: parent_window.to_owned(),
+            options,
         };
         let on_close = request::export(connection.object_server(), &path, &sender).await?;
         let portal = self.portal.clone();

@@ -10,11 +10,18 @@
 //! the proxy's connection for one sandbox instance, and the proxy recorded
 //! which instance that is ([`identity`]).
 
+pub mod backend;
 pub mod chooser;
+pub mod consent;
+pub mod device;
 pub mod documents;
 pub mod error;
 pub mod file_chooser;
 pub mod grant;
 pub mod identity;
+pub mod notification;
+pub mod open_uri;
 pub mod request;
+pub mod script;
 pub mod service;
+pub mod settings;

@@ -76,6 +76,14 @@ impl Request {
         }
         Ok(())
     }
+
+    /// Declared for introspection; [`respond`] sends it to the owner alone.
+    #[zbus(signal)]
+    async fn response(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        response: u32,
+        results: HashMap<&str, Variant<'_>>,
+    ) -> zbus::Result<()>;
 }
 
 /// Exports a Request for `owner` at `path`; the receiver fires on Close.

@@ -3,12 +3,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::backend::{installed_backends, pick_backend, ImplChooser, ImplPrompter, PORTALS_DIR};
 use crate::chooser::{Answer, Chooser, ChooserError, Kind, Question, Scripted, Unavailable};
+use crate::consent::{NoPrompter, Prompter, ScriptedPrompter};
+use crate::device::Device;
 use crate::documents::Documents;
 use crate::error::PortalError;
 use crate::file_chooser::FileChooser;
 use crate::grant::{Chosen, GrantError, Granter};
 use crate::identity::{Caller, Identities};
+use crate::notification::Notification;
+use crate::open_uri::{Handler, OpenUri};
+use crate::settings::Settings;
+use appbox::consent::ConsentStore;
 use appbox::documents::DocumentStore;
 use appbox::hostfacts::HostFacts;
 
@@ -21,6 +28,8 @@ pub const DOCUMENTS_PATH: &str = "/org/freedesktop/portal/documents";
 /// Names the queue file of the scripted chooser (tests only). It is read
 /// from the portal's own environment, which no sandbox can set.
 pub const SCRIPTED_CHOOSER_ENV: &str = "APPBOX_PORTAL_SCRIPTED_CHOOSER";
+/// Names the queue file of scripted consent answers (tests only), likewise.
+pub const SCRIPTED_CONSENT_ENV: &str = "APPBOX_PORTAL_SCRIPTED_CONSENT";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -116,12 +125,21 @@ pub enum ChoiceError {
 }
 
 /// Connects to the session bus, takes the portal's names and serves until
-/// the connection ends.
+/// the bus goes away.
 pub async fn serve() -> Result<(), ServiceError> {
     let facts = HostFacts::gather()?;
     let appbox = std::env::current_exe()
         .map_err(ServiceError::NoAppbox)?
         .with_file_name("appbox");
+    let connection = zbus::connection::Builder::session().build().await?;
+    let runtime = tokio::runtime::Handle::current();
+    let backends = installed_backends(std::path::Path::new(PORTALS_DIR));
+    let desktops = facts
+        .env
+        .get("XDG_CURRENT_DESKTOP")
+        .cloned()
+        .unwrap_or_default();
+    let backend = |interface: &str| pick_backend(&backends, interface, &desktops);
     let chooser: Box<dyn Chooser> = match std::env::var_os(SCRIPTED_CHOOSER_ENV) {
         Some(queue) => {
             eprintln!(
@@ -130,9 +148,11 @@ pub async fn serve() -> Result<(), ServiceError> {
             );
             Box::new(Scripted::new(&PathBuf::from(queue)))
         }
-        None => Box::new(Unavailable),
+        None => match backend("org.freedesktop.impl.portal.FileChooser") {
+            Some(name) => Box::new(ImplChooser::new(connection.clone(), runtime.clone(), name)),
+            None => Box::new(Unavailable),
+        },
     };
-    let connection = zbus::connection::Builder::session().build().await?;
     let identities = Identities::new(&facts.runtime_dir, connection.server_guid().as_str());
     let granter = Granter::new(DocumentStore::new(&facts.data_home()), appbox);
     let portal = Arc::new(Portal::new(identities, chooser, granter));
@@ -140,10 +160,44 @@ pub async fn serve() -> Result<(), ServiceError> {
     server
         .at(DESKTOP_PATH, FileChooser::new(portal.clone()))
         .await?;
+    server
+        .at(
+            DESKTOP_PATH,
+            OpenUri::new(portal.clone(), Handler::from_env()),
+        )
+        .await?;
+    server
+        .at(
+            DESKTOP_PATH,
+            Notification::start(portal.clone(), &connection).await,
+        )
+        .await?;
+    server
+        .at(DESKTOP_PATH, Settings::start(&connection).await)
+        .await?;
+    let prompter: Arc<dyn Prompter> = match std::env::var_os(SCRIPTED_CONSENT_ENV) {
+        Some(queue) => Arc::new(ScriptedPrompter::new(&PathBuf::from(queue))),
+        None => match backend("org.freedesktop.impl.portal.Access") {
+            Some(name) => Arc::new(ImplPrompter::new(connection.clone(), runtime, name)),
+            None => Arc::new(NoPrompter),
+        },
+    };
+    server
+        .at(
+            DESKTOP_PATH,
+            Device::new(
+                portal.clone(),
+                ConsentStore::new(&facts.data_home()),
+                prompter,
+            ),
+        )
+        .await?;
     server.at(DOCUMENTS_PATH, Documents::new(portal)).await?;
     // The names come last, so no call arrives before the objects exist.
     connection.request_name(DESKTOP_BUS_NAME).await?;
     connection.request_name(DOCUMENTS_BUS_NAME).await?;
-    std::future::pending::<()>().await;
+    // The portal lives as long as the session bus: one the bus started
+    // would otherwise outlive it.
+    connection.closed().await;
     Ok(())
 }

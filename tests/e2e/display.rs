@@ -897,3 +897,170 @@ fn only_instance(world: &World) -> String {
     assert_eq!(rows.len(), 1, "{rows:?}");
     rows[0]["instance"].as_str().unwrap().to_owned()
 }
+
+/// Types `text` into the window named `name`.
+fn type_text(world: &World, x: &Xvfb, name: &str, text: &str) {
+    let mut cmd = x.client(world, "/usr/bin/xdotool");
+    cmd.args([
+        "search",
+        "--sync",
+        "--onlyvisible",
+        "--name",
+        name,
+        "windowfocus",
+        "--sync",
+        "type",
+        "--delay",
+        "20",
+        text,
+    ]);
+    let output = output_within(cmd, TIMEOUT);
+    assert!(
+        output.status.success(),
+        "xdotool type: {}",
+        describe(&output)
+    );
+}
+
+/// Without a scripted chooser, the portal asks the desktop's own backend
+/// (xdg-desktop-portal-gtk here), whose dialog the user drives.
+#[test]
+fn the_desktops_file_chooser_picks_the_file_for_the_sandboxed_app() {
+    require_programs(&["/usr/bin/xdotool", "/usr/libexec/xdg-desktop-portal-gtk"]);
+    let world = World::new();
+    let mut x = Xvfb::start(&world);
+    let display_env = x.env();
+    let daemon_env: Vec<(&str, &std::ffi::OsStr)> = display_env
+        .iter()
+        .map(|(k, v)| (*k, std::ffi::OsStr::new(v.as_str())))
+        .collect();
+    // The backend is activated by the bus and shows its dialog on this display.
+    let mut bus = SessionBus::start_with_env(&world, &daemon_env);
+    let host = world.home_dir("Documents").join("letter.txt");
+    std::fs::write(&host, "Dear Ada,\n").unwrap();
+    chown(&host, world.user);
+    bus.spawn(&world, &world.portal_path(), &[], &[]);
+    bus.wait_for_name(&world, "org.appbox.Portal.Desktop");
+
+    let app = notes_app(
+        &world,
+        &[
+            "--socket=x11",
+            "--share=ipc",
+            "--env=GSK_RENDERER=cairo",
+            "--env=GTK_A11Y=none",
+        ],
+    );
+    let address = bus.address();
+    let mut env = env_refs(&display_env);
+    env.push(("DBUS_SESSION_BUS_ADDRESS", &address));
+    let mut notes = Spawned::start(
+        "appbox run (notes)".to_owned(),
+        app_command(&world, &app, &[], &env),
+        world.root.join("notes.log"),
+    );
+    wait_for_window(&world, &x, &mut notes, "Notes");
+    press(&world, &x, "Notes", &["ctrl+o"]);
+    // The backend's GTK 3 dialog, with the app's title.
+    wait_for_window(&world, &x, &mut notes, "Open a Text File");
+    let png = artifacts_dir().join("portal-backend-chooser.png");
+    std::fs::write(&png, screenshot(&world, &x)).unwrap();
+    press(&world, &x, "Open a Text File", &["ctrl+l"]);
+    type_text(&world, &x, "Open a Text File", host.to_str().unwrap());
+    // The first Return may only close the entry's completion popup.
+    let opened = poll(TIMEOUT, || {
+        if !window_tree(&world, &x).contains("Open a Text File") {
+            return Some(());
+        }
+        press(&world, &x, "Open a Text File", &["Return"]);
+        std::thread::sleep(Duration::from_millis(300));
+        None
+    });
+    assert!(opened.is_some(), "the dialog stayed open");
+    wait_for_window(&world, &x, &mut notes, "letter.txt — Notes");
+    let png = artifacts_dir().join("portal-backend-opened.png");
+    std::fs::write(&png, screenshot(&world, &x)).unwrap();
+    x.assert_running();
+    notes.signal(libc::SIGTERM);
+    notes
+        .wait(TIMEOUT)
+        .unwrap_or_else(|| panic!("appbox did not exit after SIGTERM:\n{}", notes.log()));
+}
+
+/// Without scripted answers, consent comes from the desktop's dialog (the
+/// backend's AccessDialog); allowing it hands the app a working KVM.
+#[test]
+fn the_desktops_consent_dialog_decides_about_a_device() {
+    require_programs(&[
+        "/usr/bin/xdotool",
+        "/usr/libexec/xdg-desktop-portal-gtk",
+        "/usr/bin/python3",
+    ]);
+    let world = World::new();
+    let mut x = Xvfb::start(&world);
+    let display_env = x.env();
+    let daemon_env: Vec<(&str, &std::ffi::OsStr)> = display_env
+        .iter()
+        .map(|(k, v)| (*k, std::ffi::OsStr::new(v.as_str())))
+        .collect();
+    let mut bus = SessionBus::start_with_env(&world, &daemon_env);
+    bus.spawn(&world, &world.portal_path(), &[], &[]);
+    bus.wait_for_name(&world, "org.appbox.Portal.Desktop");
+    let script = "import fcntl\nfrom gi.repository import Gio, GLib\nbus = Gio.bus_get_sync(Gio.BusType.SESSION, None)\nreply, fds = bus.call_with_unix_fd_list_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.appbox.portal.Device', 'OpenDevice', GLib.Variant('(sa{sv})', ('kvm', {})), GLib.VariantType('(h)'), 0, 20000, None, None)\nprint(fcntl.ioctl(fds.get(reply.unpack()[0]), 0xAE00))\n";
+    let app = host_app(&world, "org.appbox.KvmUser", "/usr/bin/python3", &[]);
+    let address = bus.address();
+    let mut env = env_refs(&display_env);
+    env.push(("DBUS_SESSION_BUS_ADDRESS", &address));
+    let mut client = Spawned::start(
+        "appbox run (kvm client)".to_owned(),
+        app_command(&world, &app, &["--", "-c", script], &env),
+        world.root.join("kvm.log"),
+    );
+    // The dialog has no window title; it is the backend's visible window.
+    let dialog = poll(TIMEOUT, || {
+        let mut cmd = x.client(&world, "/usr/bin/xdotool");
+        cmd.args([
+            "search",
+            "--onlyvisible",
+            "--classname",
+            "xdg-desktop-portal-gtk",
+        ]);
+        let found = text(&output_within(cmd, TIMEOUT).stdout);
+        found.lines().next().map(str::to_owned)
+    })
+    .unwrap_or_else(|| panic!("no consent dialog appeared:\n{}", window_tree(&world, &x)));
+    std::fs::write(
+        artifacts_dir().join("portal-backend-consent.png"),
+        screenshot(&world, &x),
+    )
+    .unwrap();
+    // Click "Allow": the right half of the button row along the bottom.
+    let mut cmd = x.client(&world, "/usr/bin/xdotool");
+    cmd.args(["getwindowgeometry", "--shell", &dialog]);
+    let geometry = text(&output_within(cmd, TIMEOUT).stdout);
+    let size = |key: &str| -> u32 {
+        geometry
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {geometry}"))
+    };
+    let (width, height) = (size("WIDTH="), size("HEIGHT="));
+    let mut cmd = x.client(&world, "/usr/bin/xdotool");
+    cmd.args(["mousemove", "--window", &dialog])
+        .arg((width * 3 / 4).to_string())
+        .arg((height - 15).to_string())
+        .args(["click", "1"]);
+    let output = output_within(cmd, TIMEOUT);
+    assert!(output.status.success(), "{}", describe(&output));
+    let status = client
+        .wait(TIMEOUT)
+        .unwrap_or_else(|| panic!("the client did not finish:\n{}", client.log()));
+    assert!(status.success(), "{}", client.log());
+    assert!(
+        client.log().contains("12"),
+        "KVM_GET_API_VERSION: {}",
+        client.log()
+    );
+    x.assert_running();
+}

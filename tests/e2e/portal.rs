@@ -9,6 +9,7 @@ use appbox_tests::{chown, make_readable, require_programs, SessionBus, World};
 
 const APP_ID: &str = "org.appbox.PortalTest";
 const SCRIPTED: &str = "APPBOX_PORTAL_SCRIPTED_CHOOSER";
+const SCRIPTED_CONSENT: &str = "APPBOX_PORTAL_SCRIPTED_CONSENT";
 
 /// The client, run in the sandbox by the host's python3 (GLib through
 /// PyGObject, as a GTK app would call it). argv: method, text to write.
@@ -68,11 +69,12 @@ impl Setup {
     fn new() -> Setup {
         let mut setup = Setup::on_bus(false);
         let queue = setup.queue.as_os_str().to_owned();
+        let consent = setup.consent_queue();
         setup.bus.spawn(
             &setup.world,
             &setup.world.portal_path(),
             &[],
-            &[(SCRIPTED, &queue)],
+            &[(SCRIPTED, &queue), (SCRIPTED_CONSENT, consent.as_os_str())],
         );
         setup
             .bus
@@ -116,6 +118,16 @@ impl Setup {
 
     fn other_app(&self, id: &str) -> PathBuf {
         host_runtime_app(&self.world, id)
+    }
+
+    /// The scripted consent answers, next to the chooser's.
+    fn consent_queue(&self) -> PathBuf {
+        let queue = self.queue.with_file_name("consent");
+        if !queue.exists() {
+            std::fs::write(&queue, "").unwrap();
+            chown(&queue, self.world.user);
+        }
+        queue
     }
 
     fn answer(&self, line: &str) {
@@ -426,6 +438,31 @@ fn appbox_run_makes_the_portal_start_on_demand() {
         .bus
         .names(&setup.world)
         .contains("org.appbox.Portal.Documents"));
+
+    // The bus started it; it ends with the bus.
+    let mut cmd = Command::new("/usr/bin/dbus-send");
+    cmd.args(["--session", "--print-reply", "--dest=org.freedesktop.DBus"])
+        .args([
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.GetConnectionUnixProcessID",
+        ])
+        .arg("string:org.appbox.Portal.Desktop");
+    setup.world.prepare(&mut cmd);
+    cmd.env("DBUS_SESSION_BUS_ADDRESS", setup.bus.address());
+    let reply = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
+    let pid: u32 = reply
+        .split_whitespace()
+        .last()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {reply:?}"));
+    let Setup { world, bus, .. } = setup;
+    drop(bus);
+    appbox_tests::wait_until("the portal to exit with its bus", || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    drop(world);
 }
 
 /// CVE-2026-34078: while the portal grants a chosen file, a racer with write
@@ -627,4 +664,279 @@ fn wait_for_instance(world: &World) -> String {
         instance.is_some()
     });
     instance.unwrap()
+}
+
+/// Asks for a device and, given one, checks it is the real KVM.
+const DEVICE_CLIENT: &str = r#"
+import fcntl, json, sys
+from gi.repository import Gio, GLib
+bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+out = {}
+try:
+    reply, fds = bus.call_with_unix_fd_list_sync(
+        'org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop',
+        'org.appbox.portal.Device', 'OpenDevice', GLib.Variant('(sa{sv})', (sys.argv[1], {})),
+        GLib.VariantType('(h)'), 0, -1, None, None)
+    fd = fds.get(reply.unpack()[0])
+    out['api'] = fcntl.ioctl(fd, 0xAE00)  # KVM_GET_API_VERSION
+except GLib.Error as e:
+    out['error'] = e.message
+try:
+    open('/dev/kvm', 'r+b')
+    out['direct'] = 'opened'
+except OSError as e:
+    out['direct'] = e.strerror
+print(json.dumps(out))
+"#;
+
+impl Setup {
+    fn device(&self, app: &std::path::Path, kind: &str) -> serde_json::Value {
+        let mut cmd = self.world.run_app(
+            app,
+            &["--command", "/usr/bin/python3"],
+            &["-c", DEVICE_CLIENT, kind],
+        );
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.bus.address());
+        let output = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(output.status.success(), "{}", describe(&output));
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", describe(&output)))
+    }
+
+    fn consent_questions(&self) -> usize {
+        let log = self.queue.with_file_name("consent.log");
+        std::fs::read_to_string(log).map_or(0, |text| text.lines().count())
+    }
+
+    fn consent(&self, line: &str) {
+        std::fs::write(self.consent_queue(), format!("{line}\n")).unwrap();
+    }
+}
+
+#[test]
+fn devices_are_handed_over_as_descriptors_after_the_user_agrees() {
+    let setup = Setup::new();
+    let mut can_use = Command::new("/usr/bin/test");
+    can_use.args(["-r", "/dev/kvm", "-a", "-w", "/dev/kvm"]);
+    setup.world.prepare(&mut can_use);
+    assert!(
+        can_use.status().unwrap().success(),
+        "the test user needs read-write access to /dev/kvm (tests/bootstrap.sh gives it an ACL)"
+    );
+
+    // Asked, allowed once: a working KVM descriptor; the app still cannot open the node.
+    setup.consent("{\"answer\": \"allow\"}");
+    let out = setup.device(&setup.app, "kvm");
+    assert_eq!(out["api"], 12, "{out}");
+    assert_ne!(out["direct"], "opened", "{out}");
+    assert_eq!(setup.consent_questions(), 1);
+    let log = std::fs::read_to_string(setup.queue.with_file_name("consent.log")).unwrap();
+    assert!(
+        log.contains(&format!("\"app_id\":\"{APP_ID}\"")) && log.contains("\"id\":\"kvm\""),
+        "{log}"
+    );
+
+    // Denied and remembered: no descriptor, and no second question.
+    setup.consent("{\"answer\": \"deny\", \"remember\": true}");
+    let out = setup.device(&setup.app, "kvm");
+    assert!(
+        out["error"].as_str().unwrap().contains("NotAllowed"),
+        "{out}"
+    );
+    let out = setup.device(&setup.app, "kvm");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("permission-set devices kvm"),
+        "{out}"
+    );
+    assert_eq!(setup.consent_questions(), 2);
+
+    // Allowed from the command line: no question.
+    appbox_ok(
+        &setup,
+        &["permission-set", "devices", "kvm", APP_ID, "allow"],
+    );
+    assert_eq!(setup.device(&setup.app, "kvm")["api"], 12);
+    assert_eq!(setup.consent_questions(), 2);
+
+    // Another app has its own answers: asked, and with no answer, refused.
+    let other = setup.other_app("org.appbox.Other");
+    let out = setup.device(&other, "kvm");
+    assert!(
+        out["error"].as_str().unwrap().contains("NotAllowed"),
+        "{out}"
+    );
+    assert_eq!(setup.consent_questions(), 3);
+
+    // Bad requests name what was wrong.
+    let out = setup.device(&setup.app, "../../dev/mem");
+    assert!(
+        out["error"].as_str().unwrap().contains("not a device kind"),
+        "{out}"
+    );
+    let out = setup.device(&setup.app, "input");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs the option path"),
+        "{out}"
+    );
+}
+
+/// An app trying every way it has to pass for another, or to upset the
+/// portal: fake Flatpak info files, another app id in arguments, taking the
+/// portal's names, a forged sender, an out-of-range fd index, wrong
+/// signatures, and a sub-sandbox (CVE-2021-41133).
+const HOSTILE: &str = r#"
+import ctypes, json, os
+from gi.repository import Gio, GLib
+out = {}
+for path in ('/tmp/.flatpak-info', os.path.expanduser('~/.flatpak-info')):
+    with open(path, 'w') as f:
+        f.write('[Application]\nname=org.victim.App\n')
+try:
+    open('/.flatpak-info', 'w')
+    out['root_info'] = 'written'
+except OSError as e:
+    out['root_info'] = e.strerror
+bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+D, P = 'org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop'
+DOC, DP = 'org.freedesktop.portal.Documents', '/org/freedesktop/portal/documents'
+def call(dest, path, iface, method, args, fds=None):
+    try:
+        reply = bus.call_with_unix_fd_list_sync(dest, path, iface, method, args, None, 0, 5000, fds, None)
+        return 'ok: %s' % (reply[0].unpack(),)
+    except GLib.Error as e:
+        return e.message
+def send(message):
+    # On a connection of its own: the proxy may close it.
+    flags = Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION
+    own = Gio.DBusConnection.new_for_address_sync(os.environ['DBUS_SESSION_BUS_ADDRESS'], flags, None, None)
+    try:
+        reply = own.send_message_with_reply_sync(message, 0, 5000, None)[0]
+        return reply.get_error_name() or 'ok'
+    except GLib.Error as e:
+        return 'closed: ' + e.message
+out['list_victim'] = call(DOC, DP, DOC, 'List', GLib.Variant('(s)', ('org.victim.App',)))
+out['add_full'] = call(DOC, DP, DOC, 'AddFull', GLib.Variant('(ahusas)', ([], 0, 'org.victim.App', ['read'])), Gio.UnixFDList.new())
+for name in (D, 'org.appbox.Portal.Desktop'):
+    out['own ' + name] = call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'RequestName', GLib.Variant('(su)', (name, 4)))
+forged = Gio.DBusMessage.new_method_call(D, P, 'org.freedesktop.portal.FileChooser', 'OpenFile')
+forged.set_body(GLib.Variant('(ssa{sv})', ('', 'forged', {'handle_token': GLib.Variant('s', 'forged')})))
+forged.set_sender(':1.1')
+out['forged_sender'] = send(forged)
+bad_fd = Gio.DBusMessage.new_method_call(DOC, DP, DOC, 'Add')
+bad_fd.set_body(GLib.Variant('(hbb)', (7, False, False)))
+out['bad_fd_index'] = send(bad_fd)
+out['bad_signature'] = call(D, P, 'org.freedesktop.portal.FileChooser', 'OpenFile', GLib.Variant('(s)', ('x',)))
+out['bad_option_type'] = call(D, P, 'org.freedesktop.portal.FileChooser', 'OpenFile', GLib.Variant('(ssa{sv})', ('', 't', {'multiple': GLib.Variant('s', 'yes')})))
+out['bad_token'] = call(D, P, 'org.freedesktop.portal.FileChooser', 'OpenFile', GLib.Variant('(ssa{sv})', ('', 't', {'handle_token': GLib.Variant('s', '../../x')})))
+libc = ctypes.CDLL(None, use_errno=True)
+out['unshare_user'] = libc.unshare(0x10000000)
+print(json.dumps(out))
+"#;
+
+#[test]
+fn apps_cannot_pass_for_others_or_break_the_portal() {
+    let setup = Setup::new();
+    let mut cmd = setup.world.run_app(
+        &setup.app,
+        &[
+            "--command",
+            "/usr/bin/python3",
+            "--env=FLATPAK_ID=org.victim.App",
+            "--env=APPBOX_ID=org.victim.App",
+        ],
+        &["-c", HOSTILE],
+    );
+    cmd.env("DBUS_SESSION_BUS_ADDRESS", setup.bus.address());
+    let output = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let out: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    assert_ne!(out["root_info"], "written", "{out}");
+    assert_eq!(out["list_victim"], "ok: ({},)", "{out}");
+    assert!(
+        out["add_full"].as_str().unwrap().contains("NotAllowed"),
+        "{out}"
+    );
+    for name in [
+        "org.freedesktop.portal.Desktop",
+        "org.appbox.Portal.Desktop",
+    ] {
+        assert!(
+            out[format!("own {name}")]
+                .as_str()
+                .unwrap()
+                .contains("AccessDenied"),
+            "{out}"
+        );
+    }
+    // An fd index past the message's descriptors is malformed, as
+    // dbus-daemon would judge it: the proxy closes that connection.
+    assert!(
+        out["bad_fd_index"].as_str().unwrap().starts_with("closed"),
+        "{out}"
+    );
+    // A forged sender is replaced by the bus; the chooser (below) saw the real app.
+    assert_eq!(out["forged_sender"], "ok", "{out}");
+    assert!(
+        out["bad_signature"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidArgs"),
+        "{out}"
+    );
+    assert!(
+        out["bad_option_type"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidArgument"),
+        "{out}"
+    );
+    assert!(
+        out["bad_token"].as_str().unwrap().contains("handle_token"),
+        "{out}"
+    );
+    assert_eq!(out["unshare_user"], -1, "{out}");
+
+    // Whatever got through to the chooser was asked for the real app.
+    for question in setup.questions() {
+        assert_eq!(question["app_id"], APP_ID, "{question}");
+    }
+    // And the portal still serves, this app and the next.
+    let host = setup.host_file("after.txt", "still here\n");
+    setup.answer(&format!("{{\"paths\": [{host:?}]}}"));
+    assert_eq!(
+        setup.client("OpenFile", "still here\n")["content"],
+        "still here\n"
+    );
+    let other = setup.other_app("org.appbox.Other");
+    let mut cmd = setup.world.run_app(
+        &other,
+        &["--command", "/usr/bin/gdbus"],
+        &[
+            "call",
+            "--session",
+            "--dest",
+            "org.freedesktop.portal.Documents",
+            "--object-path",
+            "/org/freedesktop/portal/documents",
+            "--method",
+            "org.freedesktop.portal.Documents.List",
+            "org.appbox.PortalTest",
+        ],
+    );
+    cmd.env("DBUS_SESSION_BUS_ADDRESS", setup.bus.address());
+    let listing = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(listing.status.success(), "{}", describe(&listing));
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout).trim(),
+        "(@a{say} {},)",
+        "{}",
+        describe(&listing)
+    );
 }
