@@ -836,6 +836,13 @@ out['bad_option_type'] = call(D, P, 'org.freedesktop.portal.FileChooser', 'OpenF
 out['bad_token'] = call(D, P, 'org.freedesktop.portal.FileChooser', 'OpenFile', GLib.Variant('(ssa{sv})', ('', 't', {'handle_token': GLib.Variant('s', '../../x')})))
 libc = ctypes.CDLL(None, use_errno=True)
 out['unshare_user'] = libc.unshare(0x10000000)
+# Claiming to be root (uid 0, hex "30") in the handshake: the proxy takes the
+# uid from the socket (SO_PEERCRED), never from the text (CVE-2019-7304).
+import socket
+raw = socket.socket(socket.AF_UNIX)
+raw.connect(os.environ['DBUS_SESSION_BUS_ADDRESS'].split('=', 1)[1])
+raw.sendall(b'\0AUTH EXTERNAL 30\r\n')
+out['auth_as_root'] = raw.recv(64).decode(errors='replace').strip()
 print(json.dumps(out))
 "#;
 
@@ -902,6 +909,7 @@ fn apps_cannot_pass_for_others_or_break_the_portal() {
         "{out}"
     );
     assert_eq!(out["unshare_user"], -1, "{out}");
+    assert!(out["auth_as_root"].as_str().unwrap().starts_with("REJECTED"), "{out}");
 
     // Whatever got through to the chooser was asked for the real app.
     for question in setup.questions() {
