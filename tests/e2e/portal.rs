@@ -909,7 +909,13 @@ fn apps_cannot_pass_for_others_or_break_the_portal() {
         "{out}"
     );
     assert_eq!(out["unshare_user"], -1, "{out}");
-    assert!(out["auth_as_root"].as_str().unwrap().starts_with("REJECTED"), "{out}");
+    assert!(
+        out["auth_as_root"]
+            .as_str()
+            .unwrap()
+            .starts_with("REJECTED"),
+        "{out}"
+    );
 
     // Whatever got through to the chooser was asked for the real app.
     for question in setup.questions() {
