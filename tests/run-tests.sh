@@ -71,6 +71,7 @@ export APPBOX_PROBE="$probe"
 export APPBOX_BIN="$target_dir/debug/appbox"
 export APPBOX_STORE_BIN="$target_dir/debug/appbox-store"
 export APPBOX_PORTAL_BIN="$target_dir/debug/appbox-portal"
+export APPBOX_GUI_BIN="$target_dir/debug/appbox-gui"
 export APPBOX_NOTES_BIN="$target_dir/debug/appbox-notes"
 run_step "cargo test" cargo test --workspace
 

@@ -15,6 +15,7 @@ use appbox::deploy;
 use appbox::documents::DocumentStore;
 use appbox::hostfacts::HostFacts;
 use appbox::instance::{self, InstanceRecord, Registry};
+use appbox::overrides::OverrideStore;
 use appbox::permissions::Change;
 use appbox::plan;
 use appbox::portal_activation;
@@ -75,6 +76,31 @@ Permission options override the app's own permissions for this run only, in the 
     Man,
     #[command(flatten)]
     Grants(GrantCommand),
+    /// Change an app's permissions for every run, as `flatpak override` does
+    #[command(
+        after_help = "The permission options are added, in the order given, to the app's \
+overrides, which every `appbox run` applies after the app's own permissions and before its \
+command line's. With no permission option and no --reset, the overrides are shown.\n\
+They are kept in $XDG_CONFIG_HOME/appbox/overrides/ID.json."
+    )]
+    Override(Box<OverrideArgs>),
+}
+
+#[derive(clap::Args)]
+struct OverrideArgs {
+    /// Remove all of the app's overrides (before adding any given here)
+    #[arg(long)]
+    reset: bool,
+    /// Print the overrides, one per line
+    #[arg(long)]
+    show: bool,
+    /// Print the overrides as a JSON array
+    #[arg(long)]
+    json: bool,
+    /// The app, such as org.example.App
+    app: String,
+    #[command(flatten)]
+    permissions: PermissionArgs,
 }
 
 /// Permission overrides, named as in `flatpak run`.
@@ -98,17 +124,10 @@ const PERMISSION_FLAGS: &[&str] = &[
     "unset-env",
 ];
 
+/// The permission options of `appbox run` and `appbox override`, named as in
+/// `flatpak run`; [`overrides_in_order`] reads them back in the order given.
 #[derive(clap::Args)]
-struct RunArgs {
-    /// The installed app to run, such as org.example.App
-    #[arg(required_unless_present = "app_dir", conflicts_with = "app_dir")]
-    app: Option<String>,
-    /// Run an unpacked app: DIR/metadata.toml plus DIR/files, which becomes /app
-    #[arg(long, value_name = "DIR")]
-    app_dir: Option<PathBuf>,
-    /// Run this command instead of the app's own (a name in /app/bin, or an absolute path)
-    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
-    command: Option<String>,
+struct PermissionArgs {
     /// Share a namespace with the host: network, ipc
     #[arg(long, value_name = "WHAT", help_heading = "Permissions")]
     share: Vec<String>,
@@ -160,6 +179,21 @@ struct RunArgs {
     /// Unset an environment variable in the sandbox
     #[arg(long, value_name = "VAR", help_heading = "Permissions")]
     unset_env: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The installed app to run, such as org.example.App
+    #[arg(required_unless_present = "app_dir", conflicts_with = "app_dir")]
+    app: Option<String>,
+    /// Run an unpacked app: DIR/metadata.toml plus DIR/files, which becomes /app
+    #[arg(long, value_name = "DIR")]
+    app_dir: Option<PathBuf>,
+    /// Run this command instead of the app's own (a name in /app/bin, or an absolute path)
+    #[arg(long, value_name = "CMD", allow_hyphen_values = true)]
+    command: Option<String>,
+    #[command(flatten)]
+    permissions: PermissionArgs,
     /// Print the sandbox plan as JSON (mounts, Landlock rules, seccomp policy,
     /// environment and command) instead of running the app
     #[arg(long)]
@@ -231,6 +265,12 @@ pub fn main() -> i32 {
             .map(|()| 0)
             .context("cannot write the manual page"),
         Command::Grants(command) => grants_cli::run(command).map(|()| 0),
+        Command::Override(args) => {
+            let Some(("override", override_matches)) = matches.subcommand() else {
+                unreachable!("clap dispatched override")
+            };
+            override_permissions(&args, override_matches).map(|()| 0)
+        }
     };
     match result {
         Ok(code) => code,
@@ -262,7 +302,14 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
         (None, None) => bail!("name an app to run, or pass --app-dir DIR"),
     };
     deploy::resolve_runtime(&store, &mut request)?;
-    request.overrides = overrides_in_order(matches)?;
+    // The user's stored overrides come first, then the command line's. A
+    // build command runs as its manifest says, whatever the user chose.
+    request.overrides = if args.build_dir.is_none() {
+        OverrideStore::new(&facts.config_home()).load(&request.metadata.id)?
+    } else {
+        Vec::new()
+    };
+    request.overrides.extend(overrides_in_order(matches)?);
     request.command = args.command;
     request.args = args.args;
     request.build_dir = args
@@ -345,6 +392,38 @@ fn run(args: RunArgs, matches: &ArgMatches) -> Result<i32> {
     drop(proxy);
     drop(guard);
     Ok(code)
+}
+
+/// `appbox override`: resets, adds, and shows the user's overrides of an app.
+fn override_permissions(args: &OverrideArgs, matches: &ArgMatches) -> Result<()> {
+    let id = AppId::parse(&args.app)?;
+    let changes = overrides_in_order(matches)?;
+    let facts = HostFacts::gather()?;
+    let store = OverrideStore::new(&facts.config_home());
+    if args.reset {
+        store.reset(&id)?;
+    }
+    let mut list = None;
+    if !changes.is_empty() {
+        list = Some(store.add(&id, &changes)?);
+    }
+    if !(args.show || args.json || (changes.is_empty() && !args.reset)) {
+        return Ok(());
+    }
+    let list = match list {
+        Some(list) => list,
+        None => store.load(&id)?,
+    };
+    let args_list: Vec<String> = list.iter().map(Change::to_string).collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&args_list)?)?;
+    } else {
+        for arg in &args_list {
+            writeln!(out, "{arg}")?;
+        }
+    }
+    Ok(())
 }
 
 /// The app reaches appbox's portal through its bus; the bus starts the

@@ -18,6 +18,7 @@ pub mod hostfacts;
 pub mod instance;
 pub mod jsonstore;
 pub mod metadata;
+pub mod overrides;
 pub mod permissions;
 pub mod plan;
 pub mod portal_activation;

@@ -1064,3 +1064,43 @@ fn the_desktops_consent_dialog_decides_about_a_device() {
     );
     x.assert_running();
 }
+
+/// The store window starts, reads the remotes through the store library on
+/// its worker thread, and says why a remote could not be read.
+#[test]
+fn the_store_window_starts_and_reports_an_unreadable_remote() {
+    let world = World::new();
+    let mut x = Xvfb::start(&world);
+    let remotes = world.home_dir(".config/appbox").join("remotes.toml");
+    std::fs::write(
+        &remotes,
+        "[remotes.gone]\nurl = \"file:///nonexistent/repo\"\nverify = false\nkeys = []\nenabled = true\n",
+    )
+    .unwrap();
+    chown(&remotes, world.user);
+    // A still cursor: the screen then changes only with what the window shows.
+    let settings = world.home_dir(".config/gtk-4.0").join("settings.ini");
+    std::fs::write(&settings, "[Settings]\ngtk-cursor-blink=false\n").unwrap();
+    chown(&settings, world.user);
+    let mut cmd = x.client(&world, world.gui_path().to_str().unwrap());
+    cmd.env("GSK_RENDERER", "cairo").env("GTK_A11Y", "none");
+    let mut gui = Spawned::start("appbox-gui".to_owned(), cmd, world.root.join("gui.log"));
+    wait_for_window(&world, &x, &mut gui, "appbox Store");
+    // First "Loading the catalog…", then the worker's answer: the screen changes.
+    let png = artifacts_dir().join("store-window-no-apps.png");
+    let first = screenshot(&world, &x);
+    let answered = poll(TIMEOUT, || {
+        let now = screenshot(&world, &x);
+        std::fs::write(&png, &now).unwrap();
+        (now != first && image_facts(&png).2 > 2).then_some(())
+    });
+    assert!(
+        answered.is_some(),
+        "the store window never showed the worker's answer: {}",
+        png.display()
+    );
+    x.assert_running();
+    gui.signal(libc::SIGTERM);
+    gui.wait(TIMEOUT)
+        .unwrap_or_else(|| panic!("appbox-gui did not exit after SIGTERM:\n{}", gui.log()));
+}

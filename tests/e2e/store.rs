@@ -1420,3 +1420,28 @@ fn builds_have_no_network_unless_a_source_asks() {
     assert!(online.status.success(), "{}", text(&online));
     assert!(nginx.access_log().contains("GET /org.appbox.Wc.toml"));
 }
+
+/// libostree "succeeds" without a summary for a missing repository; that
+/// is an error naming the remote, not a crash.
+#[test]
+fn a_remote_without_a_summary_gives_a_clear_error() {
+    let world = World::new();
+    ok(
+        &world,
+        &[
+            "remote-add",
+            "gone",
+            "file:///nonexistent/repo",
+            "--no-verify",
+        ],
+    );
+    for args in [&["remote-ls", "gone"][..], &["search", "anything"][..]] {
+        let output = world.appbox(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("the remote gone has no summary") && output.status.code().is_some(),
+            "{args:?}: {}",
+            text(&output)
+        );
+    }
+}

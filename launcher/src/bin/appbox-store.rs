@@ -10,6 +10,8 @@ use clap::Parser;
 
 use appbox::appid::AppId;
 use appbox::hostfacts::HostFacts;
+use appbox::overrides::{self, Effective, OverrideStore};
+use appbox::permissions::Change;
 use appbox::store::build::{self, BuildRequest};
 use appbox::store::catalog::EntryKind;
 use appbox::store::cli::{BuildArgs, RepoCommand, StoreCommand};
@@ -383,10 +385,26 @@ fn list(json: bool) -> Result<()> {
 }
 
 fn info(id: &str, json: bool) -> Result<()> {
-    let (installation, _) = installation()?;
+    let (installation, facts) = installation()?;
     let installed: Installed = installation.info(id)?;
+    // What a launch applies: the app's own permissions, then the user's overrides.
+    let app_id = AppId::parse(&installed.id)?;
+    let overrides = OverrideStore::new(&facts.config_home()).load(&app_id)?;
+    let own = installed
+        .entry
+        .permissions
+        .iter()
+        .map(|arg| Change::parse(arg).with_context(|| format!("{id} has a bad permission")))
+        .collect::<Result<Vec<_>>>()?;
+    let effective = Effective::new(&own, &overrides);
+    let override_args: Vec<String> = overrides.iter().map(Change::to_string).collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&installed)?);
+        let mut value = serde_json::to_value(&installed)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("overrides".to_owned(), override_args.into());
+            object.insert("effective-permissions".to_owned(), effective.args().into());
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
     let e = &installed.entry;
@@ -411,6 +429,10 @@ fn info(id: &str, json: bool) -> Result<()> {
             e.permissions.join(" ")
         }
     );
+    if !override_args.is_empty() {
+        println!("   Overrides: {}", override_args.join(" "));
+    }
+    println!("   Effective: {}", overrides::describe(&effective));
     if installed.deployments.len() > 1 {
         println!(
             " Deployments: {} (one kept for rollback)",

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use ostree_ext::gio;
 use ostree_ext::glib::{self, prelude::*};
 use ostree_ext::ostree;
 
@@ -19,6 +20,8 @@ pub enum RepoError {
     NotARepo { path: PathBuf, message: String },
     #[error("the summary is malformed: {0}")]
     BadSummary(String),
+    #[error("the remote {remote} has no summary: is its URL an appbox repository? (`appbox remote-ls` shows it; `appbox remote-modify` changes it)")]
+    NoSummary { remote: String },
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,
@@ -26,6 +29,9 @@ pub enum RepoError {
         source: std::io::Error,
     },
 }
+
+/// A summary and its detached signatures, as fetched.
+type SignedSummary = (Vec<u8>, Vec<u8>);
 
 /// A repository that this process writes to or reads from.
 pub struct Repo {
@@ -416,7 +422,7 @@ impl Repo {
     }
 
     /// The remote's `summary` and `summary.sig` (empty when it has none).
-    pub fn fetch_summary(&self, remote: &str) -> Result<(Vec<u8>, Vec<u8>), RepoError> {
+    pub fn fetch_summary(&self, remote: &str) -> Result<SignedSummary, RepoError> {
         // libostree revalidates its cached copy with If-Modified-Since and the
         // ETag, which a summary rewritten within the same second (same size,
         // same mtime) passes; a stale catalog would hide an update. Summaries
@@ -433,11 +439,49 @@ impl Repo {
                 _ => {}
             }
         }
-        let (summary, signatures) = self
-            .repo
-            .remote_fetch_summary(remote, NO_CANCEL)
-            .map_err(self.fail(&format!("fetch the summary of {remote}")))?;
-        Ok((summary.to_vec(), signatures.to_vec()))
+        self.remote_fetch_summary(remote)
+            .map_err(self.fail(&format!("fetch the summary of {remote}")))?
+            .ok_or_else(|| RepoError::NoSummary {
+                remote: remote.to_owned(),
+            })
+    }
+
+    /// `ostree_repo_remote_fetch_summary`, which succeeds without a summary
+    /// when the remote has none (a missing repository, a 404). The generated
+    /// binding takes that NULL for bytes and panics, so it is called here.
+    fn remote_fetch_summary(&self, remote: &str) -> Result<Option<SignedSummary>, glib::Error> {
+        use glib::translate::{from_glib_full, ToGlibPtr};
+        let name = std::ffi::CString::new(remote).map_err(|_| {
+            glib::Error::new(
+                gio::IOErrorEnum::InvalidArgument,
+                "a NUL in the remote's name",
+            )
+        })?;
+        let mut summary: *mut glib::ffi::GBytes = std::ptr::null_mut();
+        let mut signatures: *mut glib::ffi::GBytes = std::ptr::null_mut();
+        let mut error = std::ptr::null_mut();
+        // SAFETY: a valid repo and C string; the out pointers receive owned
+        // references (or NULL), taken over by from_glib_full below.
+        let ok = unsafe {
+            ostree::ffi::ostree_repo_remote_fetch_summary(
+                self.repo.to_glib_none().0,
+                name.as_ptr(),
+                &mut summary,
+                &mut signatures,
+                std::ptr::null_mut(),
+                &mut error,
+            )
+        };
+        // SAFETY: each pointer is NULL or an owned reference from libostree.
+        let take = |bytes: *mut glib::ffi::GBytes| unsafe {
+            (!bytes.is_null()).then(|| from_glib_full::<_, glib::Bytes>(bytes).to_vec())
+        };
+        let (summary, signatures) = (take(summary), take(signatures));
+        if ok == glib::ffi::GFALSE {
+            // SAFETY: libostree set the error when it returned FALSE.
+            return Err(unsafe { from_glib_full(error) });
+        }
+        Ok(summary.map(|summary| (summary, signatures.unwrap_or_default())))
     }
 
     /// Pulls exactly `checksum` for `ref_name` from `remote`; only the commit

@@ -119,12 +119,18 @@ fn shared_bin_dir() -> &'static Path {
             exe_dir.join("debug/appbox-portal"),
             "build it with `cargo build -p appbox-portal` or run tests/run-tests.sh",
         );
+        let gui = artifact(
+            "APPBOX_GUI_BIN",
+            exe_dir.join("debug/appbox-gui"),
+            "build it with `cargo build -p appbox-gui` or run tests/run-tests.sh",
+        );
         remove_stale_bin_dirs();
         let dir = make_world_dir("bin");
         for (source, name) in [
             (appbox, "appbox"),
             (store, "appbox-store"),
             (portal, "appbox-portal"),
+            (gui, "appbox-gui"),
             (probe, "appbox-probe"),
         ] {
             let dest = dir.join(name);
@@ -255,6 +261,10 @@ impl World {
 
     pub fn portal_path(&self) -> PathBuf {
         shared_bin_dir().join("appbox-portal")
+    }
+
+    pub fn gui_path(&self) -> PathBuf {
+        shared_bin_dir().join("appbox-gui")
     }
 
     /// Writes an unpacked app whose command is the probe, with the given

@@ -1,0 +1,6 @@
+//! What the windows show, as plain data and pure functions: no widgets, so
+//! it is tested without a display.
+
+pub mod catalog;
+pub mod permissions;
+pub mod text;
