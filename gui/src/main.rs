@@ -2,9 +2,12 @@
 //! one window). Store work runs on a worker thread through the `appbox`
 //! library; the window never parses CLI output.
 
-mod model;
 mod window;
-mod worker;
+
+use appbox_gui::worker;
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use adw::prelude::*;
 use gtk4::glib;
@@ -15,13 +18,25 @@ const APP_ID: &str = "org.appbox.Store";
 fn main() -> glib::ExitCode {
     glib::set_application_name("appbox Store");
     let app = adw::Application::builder().application_id(APP_ID).build();
-    app.connect_activate(|app| {
-        if let Some(window) = app.active_window() {
-            window.present();
-            return;
-        }
-        let (worker, replies) = worker::start();
-        window::build(app, worker, replies);
-    });
-    app.run()
+    let thread: Rc<RefCell<Option<worker::WorkerThread>>> = Rc::default();
+    {
+        let thread = thread.clone();
+        app.connect_activate(move |app| {
+            if let Some(window) = app.active_window() {
+                window.present();
+                return;
+            }
+            let (worker, replies, started) = worker::start();
+            *thread.borrow_mut() = Some(started);
+            window::build(app, worker, replies);
+        });
+    }
+    let code = app.run();
+    // The window and its handles on the worker are gone: let the thread end
+    // before the process does, so it never runs during exit.
+    drop(app);
+    if let Some(thread) = thread.take() {
+        thread.finish(std::time::Duration::from_secs(2));
+    }
+    code
 }

@@ -10,10 +10,10 @@ use gtk::{gdk, glib};
 use gtk4 as gtk;
 use libadwaita as adw;
 
-use crate::model::catalog::{human_size, search, CatalogItem};
-use crate::model::permissions::{describe_all, Strength};
-use crate::model::text;
-use crate::worker::{Reply, Request, Worker};
+use appbox_gui::model::catalog::{human_size, search, CatalogItem};
+use appbox_gui::model::permissions::{describe_all, Strength};
+use appbox_gui::model::text;
+use appbox_gui::worker::{Reply, Request, Worker};
 
 const APP_NAME: &str = "appbox Store";
 
@@ -22,9 +22,16 @@ struct State {
     items: Vec<CatalogItem>,
     /// Rank of each visible item, by index into `items`.
     visible: Vec<Option<usize>>,
+    /// The app on the details page: (remote, id).
+    shown: Option<(String, String)>,
+    /// The app being installed or removed; one at a time.
+    busy: Option<String>,
 }
 
 struct Widgets {
+    worker: Worker,
+    toasts: adw::ToastOverlay,
+    progress: gtk::ProgressBar,
     pages: gtk::Stack,
     stack: gtk::Stack,
     status: adw::StatusPage,
@@ -38,6 +45,8 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
     let state = Rc::new(RefCell::new(State {
         items: Vec::new(),
         visible: Vec::new(),
+        shown: None,
+        busy: None,
     }));
 
     // The list page.
@@ -105,20 +114,22 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
     pages.add_named(&list_page, Some("explore"));
     pages.add_named(&details_page, Some("details"));
     pages.set_visible_child_name("explore");
-    {
-        let pages = pages.clone();
-        back.connect_clicked(move |_| pages.set_visible_child_name("explore"));
-    }
+    let toasts = adw::ToastOverlay::new();
+    toasts.set_child(Some(&pages));
+    let progress = gtk::ProgressBar::builder().show_text(true).build();
 
     let window = adw::ApplicationWindow::builder()
         .application(app)
         .title(APP_NAME)
         .default_width(900)
         .default_height(640)
-        .content(&pages)
+        .content(&toasts)
         .build();
 
     let widgets = Rc::new(Widgets {
+        worker,
+        toasts,
+        progress,
         pages,
         stack,
         status,
@@ -170,8 +181,16 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
             let index = row.index() as usize;
             let item = state.borrow().items.get(index).cloned();
             if let Some(item) = item {
-                show_details(&widgets_for_rows, &item);
+                show_details(&widgets_for_rows, &state, &item);
             }
+        });
+    }
+    {
+        let state = state.clone();
+        let pages = widgets.pages.clone();
+        back.connect_clicked(move |_| {
+            state.borrow_mut().shown = None;
+            pages.set_visible_child_name("explore");
         });
     }
 
@@ -184,6 +203,40 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
                 match reply {
                     Reply::Catalog { items, failures } => {
                         show_catalog(&state, &widgets, items, &failures);
+                        refresh_details(&widgets, &state);
+                    }
+                    Reply::Progress {
+                        id,
+                        fetched,
+                        requested,
+                        bytes,
+                    } => {
+                        if requested > 0 {
+                            widgets
+                                .progress
+                                .set_fraction(f64::from(fetched) / f64::from(requested));
+                        }
+                        widgets.progress.set_text(Some(&format!(
+                            "{}: {fetched} of {requested} objects, {}",
+                            text::one_line(&id),
+                            human_size(bytes)
+                        )));
+                    }
+                    Reply::Finished { request, error } => {
+                        state.borrow_mut().busy = None;
+                        let (verb, id) = match &request {
+                            Request::Install { id, .. } => ("install", id),
+                            Request::Uninstall { id } => ("remove", id),
+                            Request::LoadCatalog => ("load", &String::new()),
+                        };
+                        let message = match &error {
+                            None if verb == "install" => format!("Installed {id}"),
+                            None => format!("Removed {id}"),
+                            Some(error) => format!("Could not {verb} {id}: {error}"),
+                        };
+                        // A toast's title is Pango markup in libadwaita 1.2.
+                        let escaped = glib::markup_escape_text(&text::one_line(&message));
+                        widgets.toasts.add_toast(adw::Toast::new(&escaped));
                     }
                     Reply::Failed(error) => {
                         widgets.status.set_icon_name(Some("dialog-error-symbolic"));
@@ -195,7 +248,7 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
             }
         });
     }
-    worker.send(Request::LoadCatalog);
+    widgets.worker.send(Request::LoadCatalog);
     window.present();
 }
 
@@ -285,8 +338,28 @@ fn catalog_row(item: &CatalogItem) -> adw::ActionRow {
     row
 }
 
-fn show_details(widgets: &Widgets, item: &CatalogItem) {
+/// Shows the app on the details page again, as the catalog now has it.
+fn refresh_details(widgets: &Rc<Widgets>, state: &Rc<RefCell<State>>) {
+    let item = {
+        let state = state.borrow();
+        let Some((remote, id)) = &state.shown else {
+            return;
+        };
+        state
+            .items
+            .iter()
+            .find(|i| &i.remote == remote && &i.entry.id == id)
+            .cloned()
+    };
+    if let Some(item) = item {
+        show_details(widgets, state, &item);
+    }
+}
+
+fn show_details(widgets: &Rc<Widgets>, state: &Rc<RefCell<State>>, item: &CatalogItem) {
     let entry = &item.entry;
+    state.borrow_mut().shown = Some((item.remote.clone(), entry.id.clone()));
+    let busy = state.borrow().busy.clone();
     let details = &widgets.details;
     while let Some(child) = details.first_child() {
         details.remove(&child);
@@ -316,29 +389,57 @@ fn show_details(widgets: &Widgets, item: &CatalogItem) {
     details.append(&top);
 
     let buttons = gtk::Box::new(gtk::Orientation::Horizontal, 12);
+    let pill = |label: &str, style: &str| {
+        gtk::Button::builder()
+            .label(label)
+            .use_underline(true)
+            .css_classes([style, "pill"])
+            .sensitive(busy.is_none())
+            .build()
+    };
+    let send = |button: &gtk::Button, request: Request| {
+        let widgets = widgets.clone();
+        let state = state.clone();
+        let id = entry.id.clone();
+        button.connect_clicked(move |button| {
+            state.borrow_mut().busy = Some(id.clone());
+            button.set_sensitive(false);
+            widgets.progress.set_fraction(0.0);
+            widgets.progress.set_text(Some("Starting…"));
+            widgets.progress.set_visible(true);
+            widgets.worker.send(request.clone());
+        });
+    };
     match &item.installed {
         Some(_) => {
-            let open = gtk::Button::builder()
-                .label("_Open")
-                .use_underline(true)
-                .css_classes(["suggested-action", "pill"])
-                .build();
+            let open = pill("_Open", "suggested-action");
             let id = entry.id.clone();
             open.connect_clicked(move |_| launch(&id));
+            let remove = pill("_Remove", "destructive-action");
+            send(
+                &remove,
+                Request::Uninstall {
+                    id: entry.id.clone(),
+                },
+            );
             buttons.append(&open);
+            buttons.append(&remove);
         }
         None => {
-            let install = gtk::Button::builder()
-                .label("_Install")
-                .use_underline(true)
-                .css_classes(["suggested-action", "pill"])
-                .tooltip_text("Installing from the store window comes next; use `appbox install`")
-                .sensitive(false)
-                .build();
+            let install = pill("_Install", "suggested-action");
+            send(
+                &install,
+                Request::Install {
+                    remote: item.remote.clone(),
+                    id: entry.id.clone(),
+                },
+            );
             buttons.append(&install);
         }
     }
     details.append(&buttons);
+    widgets.progress.set_visible(busy.is_some());
+    details.append(&widgets.progress);
 
     let description = gtk::Label::builder()
         .label(text::plain(&entry.description))

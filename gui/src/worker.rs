@@ -7,21 +7,40 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use appbox::hostfacts::HostFacts;
-use appbox::store::install::{Events, Installation};
+use appbox::store::install::{Event, Events, Installation};
 
 use crate::model::catalog::CatalogItem;
 
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// Every enabled remote's catalog, with what is installed.
     LoadCatalog,
+    /// Installs an app (and the runtime it needs) from a remote.
+    Install { remote: String, id: String },
+    /// Removes an installed app; its data stays.
+    Uninstall { id: String },
 }
 
+#[derive(Debug)]
 pub enum Reply {
     /// The catalog, and the remotes that could not be read, with why.
     Catalog {
         items: Vec<CatalogItem>,
         failures: Vec<String>,
     },
+    /// A pull under way: objects fetched of those requested, and bytes.
+    Progress {
+        id: String,
+        fetched: u32,
+        requested: u32,
+        bytes: u64,
+    },
+    /// An install or uninstall ended; a fresh `Catalog` follows.
+    Finished {
+        request: Request,
+        error: Option<String>,
+    },
+    /// The store itself cannot be used.
     Failed(String),
 }
 
@@ -39,11 +58,31 @@ impl Worker {
     }
 }
 
+/// The worker thread, to wait for at exit: it ends once every [`Worker`]
+/// is dropped and its current request is done.
+pub struct WorkerThread(std::thread::JoinHandle<()>);
+
+impl WorkerThread {
+    /// Waits up to `limit` for the thread to end; an install still running
+    /// is left to the kernel (installs are atomic, so stopping one loses
+    /// nothing). Whether it ended.
+    pub fn finish(self, limit: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        while !self.0.is_finished() {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.0.join().is_ok()
+    }
+}
+
 /// Starts the worker; replies arrive on the returned receiver.
-pub fn start() -> (Worker, async_channel::Receiver<Reply>) {
+pub fn start() -> (Worker, async_channel::Receiver<Reply>, WorkerThread) {
     let (requests, incoming) = std::sync::mpsc::channel::<Request>();
     let (replies, receiver) = async_channel::unbounded();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let installation = match open_installation() {
             Ok(installation) => installation,
             Err(e) => {
@@ -52,15 +91,31 @@ pub fn start() -> (Worker, async_channel::Receiver<Reply>) {
             }
         };
         while let Ok(request) = incoming.recv() {
-            let reply = match request {
-                Request::LoadCatalog => load_catalog(&installation),
-            };
-            if replies.send_blocking(reply).is_err() {
-                return;
+            let mut out = Vec::new();
+            match &request {
+                Request::LoadCatalog => {}
+                Request::Install { remote, id } => {
+                    let error = install(&installation, remote, id, &replies).err();
+                    out.push(Reply::Finished { request, error });
+                }
+                Request::Uninstall { id } => {
+                    let error = installation
+                        .uninstall(id, None)
+                        .err()
+                        .map(|e| appbox::sandbox::chain(&e));
+                    out.push(Reply::Finished { request, error });
+                }
+            }
+            // Whatever changed, the window shows the catalog as it is now.
+            out.push(load_catalog(&installation));
+            for reply in out {
+                if replies.send_blocking(reply).is_err() {
+                    return;
+                }
             }
         }
     });
-    (Worker { requests }, receiver)
+    (Worker { requests }, receiver, WorkerThread(thread))
 }
 
 fn open_installation() -> Result<Installation, String> {
@@ -75,6 +130,30 @@ fn open_installation() -> Result<Installation, String> {
         appbox,
         facts.runtime_dir.clone(),
     ))
+}
+
+fn install(
+    installation: &Installation,
+    remote: &str,
+    id: &str,
+    replies: &async_channel::Sender<Reply>,
+) -> Result<(), String> {
+    let app = appbox::appid::AppId::parse(id).map_err(|e| e.to_string())?;
+    let progress = replies.clone();
+    let events: Events = std::rc::Rc::new(move |event| {
+        if let Event::Pulling { id, progress: p } = event {
+            let _ = progress.send_blocking(Reply::Progress {
+                id,
+                fetched: p.fetched,
+                requested: p.requested,
+                bytes: p.bytes,
+            });
+        }
+    });
+    installation
+        .install(remote, &app, &events)
+        .map(|_| ())
+        .map_err(|e| appbox::sandbox::chain(&e))
 }
 
 fn load_catalog(installation: &Installation) -> Reply {
