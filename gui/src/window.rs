@@ -174,6 +174,26 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
             apply_search(&state, &widgets_for_search, &entry.text());
         });
     }
+    // Enter in the search opens the best match.
+    {
+        let state = state.clone();
+        let widgets_for_enter = widgets.clone();
+        widgets.search.connect_activate(move |_| {
+            let best = {
+                let state = state.borrow();
+                state
+                    .visible
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, rank)| rank.map(|rank| (rank, index)))
+                    .min()
+                    .map(|(_, index)| state.items[index].clone())
+            };
+            if let Some(item) = best {
+                show_details(&widgets_for_enter, &state, &item);
+            }
+        });
+    }
     {
         let state = state.clone();
         let widgets_for_rows = widgets.clone();
@@ -410,7 +430,7 @@ fn show_details(widgets: &Rc<Widgets>, state: &Rc<RefCell<State>>, item: &Catalo
             widgets.worker.send(request.clone());
         });
     };
-    match &item.installed {
+    let primary = match &item.installed {
         Some(_) => {
             let open = pill("_Open", "suggested-action");
             let id = entry.id.clone();
@@ -424,6 +444,7 @@ fn show_details(widgets: &Rc<Widgets>, state: &Rc<RefCell<State>>, item: &Catalo
             );
             buttons.append(&open);
             buttons.append(&remove);
+            open
         }
         None => {
             let install = pill("_Install", "suggested-action");
@@ -435,8 +456,9 @@ fn show_details(widgets: &Rc<Widgets>, state: &Rc<RefCell<State>>, item: &Catalo
                 },
             );
             buttons.append(&install);
+            install
         }
-    }
+    };
     details.append(&buttons);
     widgets.progress.set_visible(busy.is_some());
     details.append(&widgets.progress);
@@ -489,6 +511,8 @@ fn show_details(widgets: &Rc<Widgets>, state: &Rc<RefCell<State>>, item: &Catalo
     }
     details.append(&permissions);
     widgets.pages.set_visible_child_name("details");
+    // The keyboard starts on the page's main action.
+    primary.grab_focus();
 }
 
 /// A widget of GTK class `class` with an accessible name. GTK 4.8 sets

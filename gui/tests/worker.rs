@@ -3,16 +3,13 @@
 //! LoadCatalog, Install and Uninstall through the worker thread, as the
 //! window sends them.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use appbox::store::build::{publish_summary, ref_name};
-use appbox::store::catalog::{self, Entry, EntryKind};
-use appbox::store::manifest::Kind;
+use appbox::store::build::publish_tree;
+use appbox::store::catalog::{Entry, EntryKind};
 use appbox::store::remotes::{Remote, Remotes};
-use appbox::store::repo::Repo;
-use appbox::store::sign::{self, SecretKey};
+use appbox::store::sign::SecretKey;
 use appbox_gui::worker::{self, Reply, Request};
 
 const ID: &str = "org.appbox.GuiTool";
@@ -41,21 +38,9 @@ fn publish(root: &Path, key: &SecretKey) -> PathBuf {
         installed_size: 1,
         published: None,
     };
-    let path = root.join("srv/repo");
-    let repo = Repo::open_or_create_archive(&path).unwrap();
-    let metadata = BTreeMap::from([
-        ("version".to_owned(), "1.0".to_owned()),
-        (catalog::COMMIT_KEY.to_owned(), entry.to_json()),
-    ]);
-    let commit = repo
-        .commit_dir(&tree, &ref_name(Kind::App, ID), "Tool 1.0", &metadata)
-        .unwrap();
-    let signed = repo.commit_bytes(&commit.checksum).unwrap();
-    let detached = sign::add_signature(None, key, &signed).unwrap();
-    repo.set_detached_metadata(&commit.checksum, &detached)
-        .unwrap();
-    publish_summary(&repo, Some(key)).unwrap();
-    path
+    let repo = root.join("srv/repo");
+    publish_tree(&repo, &tree, &entry, Some(key)).unwrap();
+    repo
 }
 
 /// Replies until the next catalog, which ends every request's answer.

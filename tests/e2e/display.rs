@@ -1104,3 +1104,107 @@ fn the_store_window_starts_and_reports_an_unreadable_remote() {
     gui.wait(TIMEOUT)
         .unwrap_or_else(|| panic!("appbox-gui did not exit after SIGTERM:\n{}", gui.log()));
 }
+
+/// The store window, from the keyboard alone: type a search, Enter opens
+/// the best match, Enter installs it (the details page focuses its main
+/// action), and the app is deployed; then Remove takes it away.
+#[test]
+fn the_store_window_installs_and_removes_an_app_from_the_keyboard() {
+    use appbox::store::catalog::{Entry, EntryKind};
+    let world = World::new();
+    let mut x = Xvfb::start(&world);
+    let id = "org.appbox.KeyboardTool";
+    let tree = world.root.join("tree");
+    std::fs::create_dir_all(tree.join("files/bin")).unwrap();
+    std::fs::create_dir_all(tree.join("export")).unwrap();
+    std::fs::write(
+        tree.join("metadata.toml"),
+        format!(
+            "id = \"{id}\"\nname = \"Keyboard Tool\"\ncommand = \"tool\"\nruntime = \"host\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::copy("/usr/bin/true", tree.join("files/bin/tool")).unwrap();
+    let entry = Entry {
+        id: id.into(),
+        kind: EntryKind::App,
+        name: "Keyboard Tool".into(),
+        summary: "Installed without a mouse".into(),
+        description: "A tool for the store window's tests.".into(),
+        version: "1.0".into(),
+        license: "MIT".into(),
+        runtime: "host".into(),
+        permissions: vec!["--filesystem=home".into()],
+        icon: None,
+        installed_size: 1,
+        published: None,
+    };
+    let key = appbox::store::sign::SecretKey::generate();
+    let repo = world.root.join("srv/repo");
+    appbox::store::build::publish_tree(&repo, &tree, &entry, Some(&key)).unwrap();
+    appbox_tests::make_readable(&world.root.join("srv"));
+    let config = world.home_dir(".config/appbox");
+    let remotes = config.join("remotes.toml");
+    let mut list = appbox::store::remotes::Remotes::default();
+    list.add(
+        "local",
+        appbox::store::remotes::Remote::new(
+            &format!("file://{}", repo.display()),
+            &[key.public()],
+            true,
+        ),
+    )
+    .unwrap();
+    list.save(&remotes).unwrap();
+    chown(&remotes, world.user);
+    let settings = world.home_dir(".config/gtk-4.0").join("settings.ini");
+    std::fs::write(&settings, "[Settings]\ngtk-cursor-blink=false\n").unwrap();
+    chown(&settings, world.user);
+
+    let mut cmd = x.client(&world, world.gui_path().to_str().unwrap());
+    cmd.env("GSK_RENDERER", "cairo").env("GTK_A11Y", "none");
+    let mut gui = Spawned::start("appbox-gui".to_owned(), cmd, world.root.join("gui.log"));
+    wait_for_window(&world, &x, &mut gui, "appbox Store");
+    let deployed = world.home.join(format!(
+        ".local/share/appbox/app/{id}/current/metadata.toml"
+    ));
+    // The catalog loads on the worker; typing before it arrives only filters later.
+    type_text(&world, &x, "appbox Store", "keyboard");
+    let installed = poll(Duration::from_secs(30), || {
+        if deployed.exists() {
+            return Some(());
+        }
+        press(&world, &x, "appbox Store", &["Return"]);
+        std::thread::sleep(Duration::from_millis(300));
+        None
+    });
+    std::fs::write(
+        artifacts_dir().join("store-details-installed.png"),
+        screenshot(&world, &x),
+    )
+    .unwrap();
+    assert!(
+        installed.is_some(),
+        "the app was not installed from the keyboard:\n{}",
+        gui.log()
+    );
+    // Installed: the page now focuses Open; Remove is the next button.
+    let removed = poll(Duration::from_secs(30), || {
+        if !deployed.exists() {
+            return Some(());
+        }
+        press(&world, &x, "appbox Store", &["Tab", "Return"]);
+        std::thread::sleep(Duration::from_millis(500));
+        None
+    });
+    std::fs::write(
+        artifacts_dir().join("store-details-removed.png"),
+        screenshot(&world, &x),
+    )
+    .unwrap();
+    assert!(removed.is_some(), "the app was not removed:\n{}", gui.log());
+    x.assert_running();
+    gui.signal(libc::SIGTERM);
+    gui.wait(TIMEOUT)
+        .unwrap_or_else(|| panic!("appbox-gui did not exit after SIGTERM:\n{}", gui.log()));
+}

@@ -227,20 +227,43 @@ fn build_in(
         published: None,
     };
 
-    let repo = Repo::open_or_create_archive(request.repo)?;
-    let ref_name = ref_name(manifest.kind, id);
+    let published = publish_tree(request.repo, &tree, &entry, request.sign_key)?;
+    Ok(BuildResult {
+        id: id.to_owned(),
+        installed_size,
+        ..published
+    })
+}
+
+/// Commits a prepared tree (`metadata.toml`, `files/`, `export/`) as the
+/// app or runtime `entry` describes, into the archive repo at `repo_path`:
+/// signed with `key`, with a static delta from the previous commit, and the
+/// summary and its catalog written again. What `appbox build` ends with.
+pub fn publish_tree(
+    repo_path: &Path,
+    tree: &Path,
+    entry: &Entry,
+    key: Option<&SecretKey>,
+) -> Result<BuildResult, BuildError> {
+    let id = entry.id.as_str();
+    let kind = match entry.kind {
+        EntryKind::App => Kind::App,
+        EntryKind::Runtime => Kind::Runtime,
+    };
+    let repo = Repo::open_or_create_archive(repo_path)?;
+    let ref_name = ref_name(kind, id);
     let metadata = BTreeMap::from([
-        ("version".to_owned(), manifest.version.clone()),
+        ("version".to_owned(), entry.version.clone()),
         (catalog::COMMIT_KEY.to_owned(), entry.to_json()),
     ]);
     let commit = repo.commit_dir(
-        &tree,
+        tree,
         &ref_name,
-        &format!("{id} {}", manifest.version),
+        &format!("{id} {}", entry.version),
         &metadata,
     )?;
     eprintln!("appbox: committed {ref_name} as {}", commit.checksum);
-    if let Some(key) = request.sign_key {
+    if let Some(key) = key {
         let signed = repo.commit_bytes(&commit.checksum)?;
         let existing = repo.detached_metadata(&commit.checksum)?;
         let detached = sign::add_signature(existing.as_deref(), key, &signed)?;
@@ -253,7 +276,7 @@ fn build_in(
         }
         _ => false,
     };
-    let catalog = publish_summary(&repo, request.sign_key)?;
+    let catalog = publish_summary(&repo, key)?;
     let download_size = catalog
         .find(id)
         .and_then(|e| e.published.as_ref())
@@ -263,9 +286,9 @@ fn build_in(
         ref_name,
         commit: commit.checksum,
         parent: commit.parent,
-        signed: request.sign_key.is_some(),
+        signed: key.is_some(),
         static_delta,
-        installed_size,
+        installed_size: entry.installed_size,
         download_size,
     })
 }

@@ -30,6 +30,28 @@ pub enum RepoError {
     },
 }
 
+/// Runs libostree's network work on a main context of its own, pushed as
+/// this thread's default. libostree iterates the thread-default context
+/// while it fetches, and on a thread other than the main one that would be
+/// the process's default context, which a GUI's main loop owns: the fetch
+/// would wait on it for good.
+fn on_own_context<R>(work: impl FnOnce() -> R) -> R {
+    let context = glib::MainContext::new();
+    let mut work = Some(work);
+    let mut result = None;
+    // A fresh context is always free to acquire.
+    let _ = context.with_thread_default(|| {
+        if let Some(work) = work.take() {
+            result = Some(work());
+        }
+    });
+    match (result, work) {
+        (Some(result), _) => result,
+        (None, Some(work)) => work(),
+        (None, None) => unreachable!("the work ran or was kept"),
+    }
+}
+
 /// A summary and its detached signatures, as fetched.
 type SignedSummary = (Vec<u8>, Vec<u8>);
 
@@ -439,7 +461,7 @@ impl Repo {
                 _ => {}
             }
         }
-        self.remote_fetch_summary(remote)
+        on_own_context(|| self.remote_fetch_summary(remote))
             .map_err(self.fail(&format!("fetch the summary of {remote}")))?
             .ok_or_else(|| RepoError::NoSummary {
                 remote: remote.to_owned(),
@@ -506,18 +528,23 @@ impl Repo {
             ostree::RepoPullFlags::NONE
         };
         options.insert_value("flags", &(flags.bits() as i32).to_variant());
-        let reporter = ostree::AsyncProgress::new();
-        reporter.connect_changed(move |p| {
-            progress(PullProgress {
-                bytes: p.uint64("bytes-transferred"),
-                fetched: p.uint("fetched"),
-                requested: p.uint("requested"),
-            })
+        let result = on_own_context(|| {
+            // Made here, its updates arrive on this context, which the pull
+            // iterates.
+            let reporter = ostree::AsyncProgress::new();
+            reporter.connect_changed(move |p| {
+                progress(PullProgress {
+                    bytes: p.uint64("bytes-transferred"),
+                    fetched: p.uint("fetched"),
+                    requested: p.uint("requested"),
+                })
+            });
+            let result =
+                self.repo
+                    .pull_with_options(remote, &options.end(), Some(&reporter), NO_CANCEL);
+            reporter.finish();
+            result
         });
-        let result =
-            self.repo
-                .pull_with_options(remote, &options.end(), Some(&reporter), NO_CANCEL);
-        reporter.finish();
         result.map_err(self.fail(&format!("pull {ref_name} from {remote}")))
     }
 
