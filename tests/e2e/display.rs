@@ -1078,14 +1078,7 @@ fn the_store_window_starts_and_reports_an_unreadable_remote() {
     )
     .unwrap();
     chown(&remotes, world.user);
-    // A still cursor: the screen then changes only with what the window shows.
-    let settings = world.home_dir(".config/gtk-4.0").join("settings.ini");
-    std::fs::write(&settings, "[Settings]\ngtk-cursor-blink=false\n").unwrap();
-    chown(&settings, world.user);
-    let mut cmd = x.client(&world, world.gui_path().to_str().unwrap());
-    cmd.env("GSK_RENDERER", "cairo").env("GTK_A11Y", "none");
-    let mut gui = Spawned::start("appbox-gui".to_owned(), cmd, world.root.join("gui.log"));
-    wait_for_window(&world, &x, &mut gui, "appbox Store");
+    let mut gui = start_store(&world, &x);
     // First "Loading the catalog…", then the worker's answer: the screen changes.
     let png = artifacts_dir().join("store-window-no-apps.png");
     let first = screenshot(&world, &x);
@@ -1157,14 +1150,8 @@ fn the_store_window_installs_and_removes_an_app_from_the_keyboard() {
     .unwrap();
     list.save(&remotes).unwrap();
     chown(&remotes, world.user);
-    let settings = world.home_dir(".config/gtk-4.0").join("settings.ini");
-    std::fs::write(&settings, "[Settings]\ngtk-cursor-blink=false\n").unwrap();
-    chown(&settings, world.user);
 
-    let mut cmd = x.client(&world, world.gui_path().to_str().unwrap());
-    cmd.env("GSK_RENDERER", "cairo").env("GTK_A11Y", "none");
-    let mut gui = Spawned::start("appbox-gui".to_owned(), cmd, world.root.join("gui.log"));
-    wait_for_window(&world, &x, &mut gui, "appbox Store");
+    let mut gui = start_store(&world, &x);
     let deployed = world.home.join(format!(
         ".local/share/appbox/app/{id}/current/metadata.toml"
     ));
@@ -1207,4 +1194,17 @@ fn the_store_window_installs_and_removes_an_app_from_the_keyboard() {
     gui.signal(libc::SIGTERM);
     gui.wait(TIMEOUT)
         .unwrap_or_else(|| panic!("appbox-gui did not exit after SIGTERM:\n{}", gui.log()));
+}
+
+/// The store window as the world's user, once it is on screen. The text
+/// cursor does not blink, so the screen changes only with what it shows.
+fn start_store(world: &World, x: &Xvfb) -> Spawned {
+    let settings = world.home_dir(".config/gtk-4.0").join("settings.ini");
+    std::fs::write(&settings, "[Settings]\ngtk-cursor-blink=false\n").unwrap();
+    chown(&settings, world.user);
+    let mut cmd = x.client(world, world.gui_path().to_str().unwrap());
+    cmd.env("GSK_RENDERER", "cairo").env("GTK_A11Y", "none");
+    let mut gui = Spawned::start("appbox-gui".to_owned(), cmd, world.root.join("gui.log"));
+    wait_for_window(world, x, &mut gui, "appbox Store");
+    gui
 }
