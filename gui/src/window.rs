@@ -10,9 +10,13 @@ use gtk::{gdk, glib};
 use gtk4 as gtk;
 use libadwaita as adw;
 
+use appbox::appid::AppId;
+use appbox::hostfacts::HostFacts;
+use appbox::overrides::OverrideStore;
 use appbox_gui::model::catalog::{human_size, search, CatalogItem};
 use appbox_gui::model::permissions::{describe_all, Strength};
 use appbox_gui::model::text;
+use appbox_gui::model::toggles::{self, TOGGLES};
 use appbox_gui::worker::{Reply, Request, Worker};
 
 const APP_NAME: &str = "appbox Store";
@@ -30,6 +34,8 @@ struct State {
 
 struct Widgets {
     worker: Worker,
+    /// The user's permission overrides, if the host's directories are known.
+    overrides: Option<OverrideStore>,
     toasts: adw::ToastOverlay,
     progress: gtk::ProgressBar,
     pages: gtk::Stack,
@@ -126,8 +132,12 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
         .content(&toasts)
         .build();
 
+    let overrides = HostFacts::gather()
+        .ok()
+        .map(|facts| OverrideStore::new(&facts.config_home()));
     let widgets = Rc::new(Widgets {
         worker,
+        overrides,
         toasts,
         progress,
         pages,
@@ -510,9 +520,89 @@ fn show_details(widgets: &Rc<Widgets>, state: &Rc<RefCell<State>>, item: &Catalo
         permissions.add(&row);
     }
     details.append(&permissions);
+    if item.installed.is_some() {
+        if let Some(group) = choices_group(widgets, state, item) {
+            details.append(&group);
+        }
+    }
     widgets.pages.set_visible_child_name("details");
     // The keyboard starts on the page's main action.
     primary.grab_focus();
+}
+
+/// The switches of an installed app's permissions, stored as the user's
+/// overrides, and a reset to the app's own.
+fn choices_group(
+    widgets: &Rc<Widgets>,
+    state: &Rc<RefCell<State>>,
+    item: &CatalogItem,
+) -> Option<adw::PreferencesGroup> {
+    let store = widgets.overrides.as_ref()?;
+    let id = AppId::parse(&item.entry.id).ok()?;
+    let group = adw::PreferencesGroup::builder()
+        .title("Your choices")
+        .description("Override what the app asked for; it applies from the next start")
+        .build();
+    let current = match store.load(&id) {
+        Ok(current) => current,
+        Err(e) => {
+            let row = adw::ActionRow::builder()
+                .title(text::one_line(&e.to_string()))
+                .use_markup(false)
+                .build();
+            group.add(&row);
+            Vec::new()
+        }
+    };
+    for toggle in TOGGLES {
+        let switch = gtk::Switch::builder()
+            .active(toggles::is_on(&item.entry.permissions, &current, toggle))
+            .valign(gtk::Align::Center)
+            .build();
+        let row = adw::ActionRow::builder()
+            .title(toggle.label)
+            .use_markup(false)
+            .activatable_widget(&switch)
+            .build();
+        row.add_suffix(&switch);
+        let (widgets, app_args, id) = (widgets.clone(), item.entry.permissions.clone(), id.clone());
+        switch.connect_active_notify(move |switch| {
+            let Some(store) = widgets.overrides.as_ref() else {
+                return;
+            };
+            let changed = store.load(&id).and_then(|now| {
+                store.set(
+                    &id,
+                    &toggles::set(&app_args, &now, toggle, switch.is_active()),
+                )
+            });
+            if let Err(e) = changed {
+                let message = glib::markup_escape_text(&text::one_line(&e.to_string()));
+                widgets.toasts.add_toast(adw::Toast::new(&message));
+            }
+        });
+        group.add(&row);
+    }
+    let reset = gtk::Button::builder()
+        .label("_Reset to the App's Choices")
+        .use_underline(true)
+        .halign(gtk::Align::Start)
+        .margin_top(12)
+        .build();
+    {
+        let (widgets, state, id) = (widgets.clone(), state.clone(), id.clone());
+        reset.connect_clicked(move |_| {
+            if let Some(store) = widgets.overrides.as_ref() {
+                if let Err(e) = store.reset(&id) {
+                    let message = glib::markup_escape_text(&text::one_line(&e.to_string()));
+                    widgets.toasts.add_toast(adw::Toast::new(&message));
+                }
+            }
+            refresh_details(&widgets, &state);
+        });
+    }
+    group.add(&reset);
+    Some(group)
 }
 
 /// A widget of GTK class `class` with an accessible name. GTK 4.8 sets

@@ -4,3 +4,4 @@
 pub mod catalog;
 pub mod permissions;
 pub mod text;
+pub mod toggles;
