@@ -13,25 +13,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::SandboxPlan;
-use crate::sandbox::hostprep::{open_dir_beneath, HostPrepError};
+use crate::private_dir::{create_private_dirs, PrivateDirError};
 use crate::sandbox::sys::{self, openat2, RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
-    #[error("cannot open the instance directory {path}")]
-    Dir {
-        path: PathBuf,
-        #[source]
-        source: HostPrepError,
-    },
-    #[error(
-        "{path} is not private to this user (owner {owner}, mode {mode:o}); refusing to trust it"
-    )]
-    NotPrivate {
-        path: PathBuf,
-        owner: u32,
-        mode: u32,
-    },
+    #[error(transparent)]
+    Dir(#[from] PrivateDirError),
     #[error("cannot write the instance record {path}")]
     Write {
         path: PathBuf,
@@ -86,45 +74,7 @@ impl Registry {
     /// that it is private to the calling user.
     pub fn open(runtime_dir: &Path) -> Result<Self, InstanceError> {
         let path = runtime_dir.join("appbox/instances");
-        let dir_err = |source| InstanceError::Dir {
-            path: path.clone(),
-            source,
-        };
-        let base = openat2(
-            None,
-            runtime_dir,
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-            RESOLVE_NO_SYMLINKS,
-        )
-        .map_err(|source| {
-            dir_err(HostPrepError::Home {
-                path: runtime_dir.to_owned(),
-                source,
-            })
-        })?;
-        // Each level is opened once, beneath the last, and must be ours alone.
-        let uid = nix::unistd::geteuid().as_raw();
-        let mut dir = base;
-        let mut shown = runtime_dir.to_path_buf();
-        for name in ["appbox", "instances"] {
-            dir = open_dir_beneath(dir.as_fd(), &shown, Path::new(name), 0o700, true)
-                .map_err(dir_err)?;
-            shown.push(name);
-            let st = nix::sys::stat::fstat(&dir).map_err(|e| {
-                dir_err(HostPrepError::Create {
-                    path: shown.clone(),
-                    source: e.into(),
-                })
-            })?;
-            if st.st_uid != uid || st.st_mode & 0o077 != 0 {
-                return Err(InstanceError::NotPrivate {
-                    path: shown,
-                    owner: st.st_uid,
-                    mode: st.st_mode & 0o7777,
-                });
-            }
-        }
+        let dir = create_private_dirs(runtime_dir, &["appbox", "instances"])?;
         Ok(Registry { path, dir })
     }
 

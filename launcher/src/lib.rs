@@ -22,6 +22,7 @@ pub mod overrides;
 pub mod permissions;
 pub mod plan;
 pub mod portal_activation;
+pub mod private_dir;
 pub mod sandbox;
 pub mod seccomp_policy;
 pub mod store;

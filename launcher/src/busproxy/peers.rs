@@ -28,7 +28,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::sandbox::hostprep::{open_dir_beneath, HostPrepError};
+use crate::private_dir::{check_private, open_private_dirs, PrivateDirError};
 use crate::sandbox::sys::{openat2, RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS};
 
 /// The longest record: 20 digits and a newline fit well within it.
@@ -49,20 +49,8 @@ pub enum PeerError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot open the peer records' directory {path}")]
-    Dir {
-        path: PathBuf,
-        #[source]
-        source: HostPrepError,
-    },
-    #[error(
-        "{path} is not private to this user (owner {owner}, mode {mode:o}); refusing to trust it"
-    )]
-    NotPrivate {
-        path: PathBuf,
-        owner: u32,
-        mode: u32,
-    },
+    #[error(transparent)]
+    Private(#[from] PrivateDirError),
     #[error("{path} is not a regular file")]
     NotAFile { path: PathBuf },
     #[error("{path} does not hold an instance number")]
@@ -115,81 +103,14 @@ pub fn peers_dir(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join("appbox/peers")
 }
 
-/// Refuses a directory or file that others could write, or that another
-/// user owns.
-fn check_private(fd: BorrowedFd<'_>, path: &Path) -> Result<nix::sys::stat::FileStat, PeerError> {
-    let st = nix::sys::stat::fstat(fd).map_err(|e| PeerError::Open {
-        path: path.to_owned(),
-        source: e.into(),
-    })?;
-    let uid = nix::unistd::geteuid().as_raw();
-    if st.st_uid != uid || st.st_mode & 0o077 != 0 {
-        return Err(PeerError::NotPrivate {
-            path: path.to_owned(),
-            owner: st.st_uid,
-            mode: st.st_mode & 0o7777,
-        });
-    }
-    Ok(st)
-}
-
-/// Opens `runtime_dir/appbox/peers` and below it each of `rest`, each level
-/// private to the user. With `create`, missing levels are made (0700);
-/// without, a missing level gives `None`.
+/// Opens `runtime_dir/appbox/peers` and below it each of `rest`.
 fn open_dirs(
     runtime_dir: &Path,
     rest: &[&str],
     create: bool,
 ) -> Result<Option<OwnedFd>, PeerError> {
-    let base = match openat2(
-        None,
-        runtime_dir,
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        RESOLVE_NO_SYMLINKS,
-    ) {
-        Ok(fd) => fd,
-        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(PeerError::Open {
-                path: runtime_dir.to_owned(),
-                source,
-            })
-        }
-    };
-    let mut dir = base;
-    let mut shown = runtime_dir.to_path_buf();
-    for name in ["appbox", "peers"].iter().chain(rest) {
-        let next = if create {
-            open_dir_beneath(dir.as_fd(), &shown, Path::new(name), 0o700, true).map_err(
-                |source| PeerError::Dir {
-                    path: shown.join(name),
-                    source,
-                },
-            )?
-        } else {
-            match openat2(
-                Some(dir.as_fd()),
-                Path::new(name),
-                libc::O_PATH | libc::O_DIRECTORY,
-                0,
-                RESOLVE_STRICT,
-            ) {
-                Ok(fd) => fd,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(source) => {
-                    return Err(PeerError::Open {
-                        path: shown.join(name),
-                        source,
-                    })
-                }
-            }
-        };
-        shown.push(name);
-        check_private(next.as_fd(), &shown)?;
-        dir = next;
-    }
-    Ok(Some(dir))
+    let names: Vec<&str> = ["appbox", "peers"].iter().chain(rest).copied().collect();
+    Ok(open_private_dirs(runtime_dir, &names, create)?)
 }
 
 /// Reads the record `name` in `dir`: a private regular file holding an
@@ -587,7 +508,7 @@ mod tests {
         plant(":1.5", b"7\n", 0o644);
         assert!(matches!(
             lookup_peer(&runtime.0, GUID, ":1.5"),
-            Err(PeerError::NotPrivate { .. })
+            Err(PeerError::Private(PrivateDirError::NotPrivate { .. }))
         ));
         plant(":1.6", format!("{}\n", "7".repeat(40)).as_bytes(), 0o600);
         for (name, text) in [
@@ -631,7 +552,7 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(matches!(
             lookup_peer(&runtime.0, GUID, ":1.1"),
-            Err(PeerError::NotPrivate { .. })
+            Err(PeerError::Private(PrivateDirError::NotPrivate { .. }))
         ));
         assert!(records.write(GUID, ":1.15").is_err());
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
