@@ -16,15 +16,8 @@ use crate::jsonstore::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsentError {
-    #[error("cannot {what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path} is damaged ({reason}); move it away to start with no stored answers")]
-    Damaged { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{0} is not a permission table; the tables are: {tables}", tables = TABLES.join(", "))]
     UnknownTable(String),
     #[error("{id} is not an entry of the {table} table; it has: {ids}")]
@@ -179,27 +172,14 @@ impl ConsentStore {
     }
 
     pub fn load(&self) -> Result<Answers, ConsentError> {
-        jsonstore::load(&self.path).map_err(|e| self.error(e))
+        Ok(jsonstore::load(&self.path)?)
     }
 
     /// Changes the answers under a lock and writes them back atomically.
     pub fn update<T>(&self, change: impl FnOnce(&mut Answers) -> T) -> Result<T, ConsentError> {
-        jsonstore::update(&self.path, |answers| Ok::<_, StoreError>(change(answers)))
-            .map_err(|e| self.error(e))
-    }
-
-    fn error(&self, e: StoreError) -> ConsentError {
-        match e {
-            StoreError::Io { what, source } => ConsentError::Io {
-                what,
-                path: self.path.clone(),
-                source,
-            },
-            StoreError::Damaged(reason) => ConsentError::Damaged {
-                path: self.path.clone(),
-                reason,
-            },
-        }
+        Ok(jsonstore::update(&self.path, |answers| {
+            Ok::<_, StoreError>(change(answers))
+        })?)
     }
 }
 
@@ -253,7 +233,10 @@ mod tests {
             Choice::Allow
         );
         std::fs::write(dir.join("appbox/permissions.json"), b"{\"tables\": 3}").unwrap();
-        assert!(matches!(store.load(), Err(ConsentError::Damaged { .. })));
+        assert!(matches!(
+            store.load(),
+            Err(ConsentError::Store(StoreError::Damaged { .. }))
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,7 +10,6 @@
 //! Changes are locked and atomic ([`crate::jsonstore`]).
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -21,22 +20,12 @@ use crate::plan::DocumentMount;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocumentError {
-    #[error("cannot {what} {path}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{path} is damaged ({reason}); move it away to start with no grants")]
-    Damaged { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{0} is not a document id: ids are 8 characters from 0-9 and a-f, as `appbox documents` shows them")]
     BadId(String),
     #[error("{0} must be an absolute path to a file, with a file name")]
     BadPath(PathBuf),
-    /// Only inside `update`; it leaves as `Io` or `Damaged`, with the path.
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// A document's id: 8 lowercase hex digits, safe as a path component.
@@ -214,7 +203,7 @@ impl DocumentStore {
 
     /// The grants as they are now; none if the store does not exist yet.
     pub fn load(&self) -> Result<Documents, DocumentError> {
-        jsonstore::load(&self.path).map_err(|e| self.error(e))
+        Ok(jsonstore::load(&self.path)?)
     }
 
     /// Changes the grants under the store's lock and writes them back
@@ -223,24 +212,7 @@ impl DocumentStore {
         &self,
         change: impl FnOnce(&mut Documents) -> Result<T, DocumentError>,
     ) -> Result<T, DocumentError> {
-        jsonstore::update(&self.path, change).map_err(|e| match e {
-            DocumentError::Store(e) => self.error(e),
-            other => other,
-        })
-    }
-
-    fn error(&self, e: StoreError) -> DocumentError {
-        match e {
-            StoreError::Io { what, source } => DocumentError::Io {
-                what,
-                path: self.path.clone(),
-                source,
-            },
-            StoreError::Damaged(reason) => DocumentError::Damaged {
-                path: self.path.clone(),
-                reason,
-            },
-        }
+        jsonstore::update(&self.path, change)
     }
 }
 

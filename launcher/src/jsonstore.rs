@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -16,18 +16,27 @@ const MAX_BYTES: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot {what} it")]
+    #[error("cannot {what} {path}")]
     Io {
         what: &'static str,
+        path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{0}")]
-    Damaged(String),
+    #[error("{path} is damaged ({reason}); move it away to start afresh")]
+    Damaged { path: PathBuf, reason: String },
 }
 
-fn io(what: &'static str) -> impl FnOnce(io::Error) -> StoreError {
-    move |source| StoreError::Io { what, source }
+fn io(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io { what, path, source }
+}
+
+fn damaged(path: &Path, reason: impl ToString) -> StoreError {
+    StoreError::Damaged {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
 }
 
 /// The contents of `path`, or the default when it does not exist yet.
@@ -35,18 +44,16 @@ pub fn load<T: DeserializeOwned + Default>(path: &Path) -> Result<T, StoreError>
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(T::default()),
-        Err(e) => return Err(io("read")(e)),
+        Err(e) => return Err(io("read", path)(e)),
     };
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(io("read"))?;
+        .map_err(io("read", path))?;
     if bytes.len() as u64 > MAX_BYTES {
-        return Err(StoreError::Damaged(format!(
-            "larger than {MAX_BYTES} bytes"
-        )));
+        return Err(damaged(path, format!("larger than {MAX_BYTES} bytes")));
     }
-    serde_json::from_slice(&bytes).map_err(|e| StoreError::Damaged(e.to_string()))
+    serde_json::from_slice(&bytes).map_err(|e| damaged(path, e))
 }
 
 /// Changes the contents of `path` under its lock (`path` with `.lock`) and
@@ -57,22 +64,21 @@ where
     E: From<StoreError>,
 {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
+    std::fs::create_dir_all(dir).map_err(io("create the directory of", path))?;
     let lock = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path.with_extension("lock"))
-        .map_err(io("lock"))?;
+        .map_err(io("lock", path))?;
     // SAFETY: flock on a descriptor we own; it is released when `lock` closes.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io("lock")(io::Error::last_os_error()).into());
+        return Err(io("lock", path)(io::Error::last_os_error()).into());
     }
     let mut contents: T = load(path)?;
     let result = change(&mut contents)?;
-    let mut bytes =
-        serde_json::to_vec_pretty(&contents).map_err(|e| StoreError::Damaged(e.to_string()))?;
+    let mut bytes = serde_json::to_vec_pretty(&contents).map_err(|e| damaged(path, e))?;
     bytes.push(b'\n');
-    crate::store::write_atomically(path, &bytes).map_err(io("write"))?;
+    crate::store::write_atomically(path, &bytes).map_err(io("write", path))?;
     Ok(result)
 }
