@@ -670,6 +670,42 @@ fn wayland_client_connects_with_socket_wayland() {
     }
 }
 
+/// What the notes editor needs to show its window on Xvfb.
+const NOTES_ON_X11: &[&str] = &[
+    "--socket=x11",
+    "--share=ipc",
+    "--env=GSK_RENDERER=cairo",
+    "--env=GTK_A11Y=none",
+];
+
+/// The notes editor in its sandbox on `x`, with `bus` as the host's session
+/// bus, once its window is up.
+fn notes_on_bus(world: &World, x: &Xvfb, bus: &SessionBus) -> Spawned {
+    let app = notes_app(world, NOTES_ON_X11);
+    let address = bus.address();
+    let display_env = x.env();
+    let mut env = env_refs(&display_env);
+    env.push(("DBUS_SESSION_BUS_ADDRESS", &address));
+    let mut notes = Spawned::start(
+        "appbox run (notes)".to_owned(),
+        app_command(world, &app, &[], &env),
+        world.root.join("notes.log"),
+    );
+    wait_for_window(world, x, &mut notes, "Notes");
+    notes
+}
+
+/// A session bus whose daemon has the display: what it activates (the
+/// desktop's portal backend) shows its dialogs on `x`.
+fn bus_on_display(world: &World, x: &Xvfb) -> SessionBus {
+    let display_env = x.env();
+    let env: Vec<(&str, &std::ffi::OsStr)> = display_env
+        .iter()
+        .map(|(k, v)| (*k, std::ffi::OsStr::new(v.as_str())))
+        .collect();
+    SessionBus::start_with_env(world, &env)
+}
+
 /// The GTK4 notes editor from `manifests/`, with its text to open in /app.
 fn notes_app(world: &World, permissions: &[&str]) -> PathBuf {
     let app = host_app(
@@ -693,15 +729,7 @@ fn notes_app(world: &World, permissions: &[&str]) -> PathBuf {
 fn the_notes_editor_opens_a_file_in_the_sandbox() {
     let world = World::new();
     let mut x = Xvfb::start(&world);
-    let app = notes_app(
-        &world,
-        &[
-            "--socket=x11",
-            "--share=ipc",
-            "--env=GSK_RENDERER=cairo",
-            "--env=GTK_A11Y=none",
-        ],
-    );
+    let app = notes_app(&world, NOTES_ON_X11);
     let env = x.env();
     let mut notes = Spawned::start(
         "appbox run (notes)".to_owned(),
@@ -795,25 +823,7 @@ fn the_notes_editor_opens_and_saves_a_host_file_through_the_portal() {
     );
     bus.wait_for_name(&world, "org.appbox.Portal.Desktop");
 
-    let app = notes_app(
-        &world,
-        &[
-            "--socket=x11",
-            "--share=ipc",
-            "--env=GSK_RENDERER=cairo",
-            "--env=GTK_A11Y=none",
-        ],
-    );
-    let address = bus.address();
-    let display_env = x.env();
-    let mut env = env_refs(&display_env);
-    env.push(("DBUS_SESSION_BUS_ADDRESS", &address));
-    let mut notes = Spawned::start(
-        "appbox run (notes)".to_owned(),
-        app_command(&world, &app, &[], &env),
-        world.root.join("notes.log"),
-    );
-    wait_for_window(&world, &x, &mut notes, "Notes");
+    let mut notes = notes_on_bus(&world, &x, &bus);
 
     // Ctrl+O: GTK's native chooser asks the portal, which asks its
     // (scripted) chooser on the host, then mounts the file into the sandbox.
@@ -929,37 +939,15 @@ fn the_desktops_file_chooser_picks_the_file_for_the_sandboxed_app() {
     require_programs(&["/usr/bin/xdotool", "/usr/libexec/xdg-desktop-portal-gtk"]);
     let world = World::new();
     let mut x = Xvfb::start(&world);
-    let display_env = x.env();
-    let daemon_env: Vec<(&str, &std::ffi::OsStr)> = display_env
-        .iter()
-        .map(|(k, v)| (*k, std::ffi::OsStr::new(v.as_str())))
-        .collect();
     // The backend is activated by the bus and shows its dialog on this display.
-    let mut bus = SessionBus::start_with_env(&world, &daemon_env);
+    let mut bus = bus_on_display(&world, &x);
     let host = world.home_dir("Documents").join("letter.txt");
     std::fs::write(&host, "Dear Ada,\n").unwrap();
     chown(&host, world.user);
     bus.spawn(&world, &world.portal_path(), &[], &[]);
     bus.wait_for_name(&world, "org.appbox.Portal.Desktop");
 
-    let app = notes_app(
-        &world,
-        &[
-            "--socket=x11",
-            "--share=ipc",
-            "--env=GSK_RENDERER=cairo",
-            "--env=GTK_A11Y=none",
-        ],
-    );
-    let address = bus.address();
-    let mut env = env_refs(&display_env);
-    env.push(("DBUS_SESSION_BUS_ADDRESS", &address));
-    let mut notes = Spawned::start(
-        "appbox run (notes)".to_owned(),
-        app_command(&world, &app, &[], &env),
-        world.root.join("notes.log"),
-    );
-    wait_for_window(&world, &x, &mut notes, "Notes");
+    let mut notes = notes_on_bus(&world, &x, &bus);
     press(&world, &x, "Notes", &["ctrl+o"]);
     // The backend's GTK 3 dialog, with the app's title.
     wait_for_window(&world, &x, &mut notes, "Open a Text File");
@@ -998,17 +986,13 @@ fn the_desktops_consent_dialog_decides_about_a_device() {
     ]);
     let world = World::new();
     let mut x = Xvfb::start(&world);
-    let display_env = x.env();
-    let daemon_env: Vec<(&str, &std::ffi::OsStr)> = display_env
-        .iter()
-        .map(|(k, v)| (*k, std::ffi::OsStr::new(v.as_str())))
-        .collect();
-    let mut bus = SessionBus::start_with_env(&world, &daemon_env);
+    let mut bus = bus_on_display(&world, &x);
     bus.spawn(&world, &world.portal_path(), &[], &[]);
     bus.wait_for_name(&world, "org.appbox.Portal.Desktop");
     let script = "import fcntl\nfrom gi.repository import Gio, GLib\nbus = Gio.bus_get_sync(Gio.BusType.SESSION, None)\nreply, fds = bus.call_with_unix_fd_list_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.appbox.portal.Device', 'OpenDevice', GLib.Variant('(sa{sv})', ('kvm', {})), GLib.VariantType('(h)'), 0, 20000, None, None)\nprint(fcntl.ioctl(fds.get(reply.unpack()[0]), 0xAE00))\n";
     let app = host_app(&world, "org.appbox.KvmUser", "/usr/bin/python3", &[]);
     let address = bus.address();
+    let display_env = x.env();
     let mut env = env_refs(&display_env);
     env.push(("DBUS_SESSION_BUS_ADDRESS", &address));
     let mut client = Spawned::start(
