@@ -184,31 +184,6 @@ fn describe(output: &Output) -> String {
     )
 }
 
-/// Writes an unpacked app whose command is a host program (an absolute path:
-/// the sandbox's /usr is the host's), with the given permissions.
-fn host_app(world: &World, id: &str, command: &str, permissions: &[&str]) -> PathBuf {
-    let dir = world.root.join("apps").join(id);
-    std::fs::create_dir_all(dir.join("files")).unwrap();
-    let permissions: Vec<String> = permissions.iter().map(|p| format!("{p:?}")).collect();
-    world.write(
-        &dir.join("metadata.toml"),
-        &format!(
-            "id = \"{id}\"\nname = \"Display test\"\ncommand = \"{command}\"\nruntime = \"host\"\npermissions = [{}]\n",
-            permissions.join(", ")
-        ),
-    );
-    for path in [
-        world.root.join("apps"),
-        dir.clone(),
-        dir.join("files"),
-        dir.join("metadata.toml"),
-    ] {
-        let mode = if path.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
-    dir
-}
-
 /// `appbox run --app-dir APP OPTIONS...` as the world's user, with `env` added
 /// to its clean environment, run to completion.
 fn run_app(world: &World, app: &Path, options: &[&str], env: &[(&str, &str)]) -> Output {
@@ -410,12 +385,7 @@ fn image_facts(path: &Path) -> (u32, u32, u64) {
 fn x11_app_draws_a_window_with_socket_x11() {
     let world = World::new();
     let mut x = Xvfb::start(&world);
-    let app = host_app(
-        &world,
-        "org.appbox.XLogo",
-        "/usr/bin/xlogo",
-        &["--socket=x11"],
-    );
+    let app = world.host_app("org.appbox.XLogo", "/usr/bin/xlogo", &["--socket=x11"]);
     let env = x.env();
     let mut xlogo = Spawned::start(
         "appbox run (xlogo)".to_owned(),
@@ -493,7 +463,7 @@ fn x11_is_refused_without_the_permission() {
         describe(&output)
     );
 
-    let plain = host_app(&world, "org.appbox.NoX", "/usr/bin/xdpyinfo", &[]);
+    let plain = world.host_app("org.appbox.NoX", "/usr/bin/xdpyinfo", &[]);
     let display_env = format!("--env=DISPLAY={}", x.display_name());
     for options in [&[][..], &[display_env.as_str()][..]] {
         let output = run_app(&world, &plain, options, &env);
@@ -504,12 +474,7 @@ fn x11_is_refused_without_the_permission() {
         );
     }
 
-    let granted = host_app(
-        &world,
-        "org.appbox.X",
-        "/usr/bin/xdpyinfo",
-        &["--socket=x11"],
-    );
+    let granted = world.host_app("org.appbox.X", "/usr/bin/xdpyinfo", &["--socket=x11"]);
     let output = run_app(&world, &granted, &["--nosocket=x11"], &env);
     assert!(
         !output.status.success() && text(&output.stderr).contains("unable to open display"),
@@ -554,12 +519,7 @@ fn xauthority_holds_only_the_granted_display() {
 
     let uid = world.user.uid;
     let sandbox_file = format!("/run/user/{uid}/Xauthority");
-    let app = host_app(
-        &world,
-        "org.appbox.Xauth",
-        "/usr/bin/xauth",
-        &["--socket=x11"],
-    );
+    let app = world.host_app("org.appbox.Xauth", "/usr/bin/xauth", &["--socket=x11"]);
     let output = run_app(&world, &app, &["--", "-f", &sandbox_file, "list"], &env);
     assert!(output.status.success(), "xauth list: {}", describe(&output));
     let listing = text(&output.stdout);
@@ -631,8 +591,7 @@ fn wayland_client_connects_with_socket_wayland() {
     );
     let env = [("WAYLAND_DISPLAY", name.as_str())];
 
-    let granted = host_app(
-        &world,
+    let granted = world.host_app(
         "org.appbox.Wayland",
         "/usr/bin/wayland-info",
         &["--socket=wayland"],
@@ -645,7 +604,7 @@ fn wayland_client_connects_with_socket_wayland() {
         weston.log()
     );
 
-    let plain = host_app(&world, "org.appbox.NoWayland", "/usr/bin/wayland-info", &[]);
+    let plain = world.host_app("org.appbox.NoWayland", "/usr/bin/wayland-info", &[]);
     // Even pointed at the host's socket by path, the app cannot reach it.
     let by_path = format!("--env=WAYLAND_DISPLAY={}", socket.display());
     for (app, options) in [
@@ -708,12 +667,7 @@ fn bus_on_display(world: &World, x: &Xvfb) -> SessionBus {
 
 /// The GTK4 notes editor from `manifests/`, with its text to open in /app.
 fn notes_app(world: &World, permissions: &[&str]) -> PathBuf {
-    let app = host_app(
-        world,
-        "org.appbox.Notes",
-        "/app/bin/appbox-notes",
-        permissions,
-    );
+    let app = world.host_app("org.appbox.Notes", "/app/bin/appbox-notes", permissions);
     let bin = app.join("files/bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::copy(appbox_tests::notes_binary(), bin.join("appbox-notes")).unwrap();
@@ -990,7 +944,7 @@ fn the_desktops_consent_dialog_decides_about_a_device() {
     bus.spawn(&world, &world.portal_path(), &[], &[]);
     bus.wait_for_name(&world, "org.appbox.Portal.Desktop");
     let script = "import fcntl\nfrom gi.repository import Gio, GLib\nbus = Gio.bus_get_sync(Gio.BusType.SESSION, None)\nreply, fds = bus.call_with_unix_fd_list_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop', 'org.appbox.portal.Device', 'OpenDevice', GLib.Variant('(sa{sv})', ('kvm', {})), GLib.VariantType('(h)'), 0, 20000, None, None)\nprint(fcntl.ioctl(fds.get(reply.unpack()[0]), 0xAE00))\n";
-    let app = host_app(&world, "org.appbox.KvmUser", "/usr/bin/python3", &[]);
+    let app = world.host_app("org.appbox.KvmUser", "/usr/bin/python3", &[]);
     let address = bus.address();
     let display_env = x.env();
     let mut env = env_refs(&display_env);

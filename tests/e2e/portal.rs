@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use appbox_tests::{chown, make_readable, require_programs, SessionBus, World};
+use appbox_tests::{chown, require_programs, SessionBus, World};
 
 const APP_ID: &str = "org.appbox.PortalTest";
 const SCRIPTED: &str = "APPBOX_PORTAL_SCRIPTED_CHOOSER";
@@ -107,7 +107,7 @@ impl Setup {
         } else {
             SessionBus::start(&world)
         };
-        let app = host_runtime_app(&world, APP_ID);
+        let app = world.host_app(APP_ID, "/usr/bin/python3", &[]);
         Setup {
             world,
             bus,
@@ -117,7 +117,7 @@ impl Setup {
     }
 
     fn other_app(&self, id: &str) -> PathBuf {
-        host_runtime_app(&self.world, id)
+        self.world.host_app(id, "/usr/bin/python3", &[])
     }
 
     /// The scripted consent answers, next to the chooser's.
@@ -172,18 +172,6 @@ impl Setup {
             .map(|text| serde_json::from_str(&text).unwrap())
             .unwrap_or(serde_json::Value::Null)
     }
-}
-
-/// An unpacked app on the host runtime; tests pick its command with `--command`.
-fn host_runtime_app(world: &World, id: &str) -> PathBuf {
-    let app = world.root.join("apps").join(id);
-    std::fs::create_dir_all(app.join("files")).unwrap();
-    world.write(
-        &app.join("metadata.toml"),
-        &format!("id = \"{id}\"\nname = \"Portal test\"\ncommand = \"/usr/bin/python3\"\nruntime = \"host\"\n"),
-    );
-    make_readable(&world.root.join("apps"));
-    app
 }
 
 fn describe(output: &Output) -> String {

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
-use appbox_tests::{chown, make_readable, require_programs, wait_until, SessionBus, World};
+use appbox_tests::{chown, require_programs, wait_until, SessionBus, World};
 
 const APP_ID: &str = "org.appbox.DesktopTest";
 const OTHER_ID: &str = "org.appbox.OtherTest";
@@ -301,8 +301,8 @@ impl Desktop {
         env.push(("APPBOX_PORTAL_URI_HANDLER", handler.as_os_str()));
         bus.spawn(&world, &world.portal_path(), &[], &env);
         bus.wait_for_name(&world, "org.appbox.Portal.Desktop");
-        let app = host_runtime_app(&world, APP_ID);
-        let other = host_runtime_app(&world, OTHER_ID);
+        let app = world.host_app(APP_ID, "/usr/bin/python3", &[]);
+        let other = world.host_app(OTHER_ID, "/usr/bin/python3", &[]);
         Desktop {
             world,
             bus,
@@ -423,18 +423,6 @@ impl Drop for Waiting {
         }
         let _ = self.child.wait();
     }
-}
-
-/// An unpacked app on the host runtime; tests pick its command with `--command`.
-fn host_runtime_app(world: &World, id: &str) -> PathBuf {
-    let app = world.root.join("apps").join(id);
-    std::fs::create_dir_all(app.join("files")).unwrap();
-    world.write(
-        &app.join("metadata.toml"),
-        &format!("id = \"{id}\"\nname = \"Portal test\"\ncommand = \"/usr/bin/python3\"\nruntime = \"host\"\n"),
-    );
-    make_readable(&world.root.join("apps"));
-    app
 }
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {

@@ -286,6 +286,24 @@ impl World {
         dir
     }
 
+    /// Writes an unpacked app on the host runtime whose command is a host
+    /// program (an absolute path: the sandbox's /usr is the host's), with the
+    /// given permissions (Flatpak finish-args). Returns its directory.
+    pub fn host_app(&self, id: &str, command: &str, permissions: &[&str]) -> PathBuf {
+        let dir = self.root.join("apps").join(id);
+        std::fs::create_dir_all(dir.join("files")).unwrap();
+        let permissions: Vec<String> = permissions.iter().map(|p| format!("{p:?}")).collect();
+        self.write(
+            &dir.join("metadata.toml"),
+            &format!(
+                "id = \"{id}\"\nname = \"Test app\"\ncommand = \"{command}\"\nruntime = \"host\"\npermissions = [{}]\n",
+                permissions.join(", ")
+            ),
+        );
+        make_readable(&self.root.join("apps"));
+        dir
+    }
+
     /// Writes a file readable by everyone.
     pub fn write(&self, path: &Path, contents: &str) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
