@@ -111,11 +111,7 @@ impl Device {
         device: &str,
         options: std::collections::HashMap<String, zbus::OwnedVariant>,
     ) -> Result<zbus::OwnedFd, PortalError> {
-        let sender = header
-            .sender()
-            .ok_or_else(|| PortalError::NotAllowed("a call without a sender".into()))?
-            .to_string();
-        let caller: Caller = self.portal.caller(&sender)?;
+        let caller: Caller = self.portal.caller(&header)?;
         let path = match options.get("path") {
             Some(value) => Some(
                 String::try_from(

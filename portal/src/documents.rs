@@ -42,7 +42,7 @@ impl Documents {
         &self,
         #[zbus(header)] header: Header<'_>,
     ) -> Result<Vec<u8>, PortalError> {
-        let caller = self.portal.caller(&sender(&header)?)?;
+        let caller = self.portal.caller(&header)?;
         Ok(with_nul(&caller.doc_dir))
     }
 
@@ -54,7 +54,7 @@ impl Documents {
         app_id: &str,
     ) -> Result<HashMap<String, Vec<u8>>, PortalError> {
         let _ = app_id;
-        let caller = self.portal.caller(&sender(&header)?)?;
+        let caller = self.portal.caller(&header)?;
         let docs = self
             .portal
             .granter()
@@ -159,11 +159,4 @@ impl Documents {
     fn version(&self) -> u32 {
         4
     }
-}
-
-fn sender(header: &Header<'_>) -> Result<String, PortalError> {
-    header
-        .sender()
-        .map(|s| s.to_string())
-        .ok_or_else(|| PortalError::NotAllowed("a call without a sender".into()))
 }

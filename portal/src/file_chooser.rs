@@ -105,11 +105,8 @@ impl FileChooser {
         kind: Kind,
         mut options: Options,
     ) -> Result<OwnedObjectPath, PortalError> {
-        let sender = header
-            .sender()
-            .ok_or_else(|| PortalError::NotAllowed("a call without a sender".into()))?
-            .to_string();
-        let caller = self.portal.caller(&sender)?;
+        let caller = self.portal.caller(header)?;
+        let sender = caller.unique_name.clone();
         let token = option::<String>(&options, "handle_token")?;
         let path = request::handle_path(&sender, token.as_deref())?;
         let opening = matches!(kind, Kind::OpenFile { .. });

@@ -362,8 +362,8 @@ impl Notification {
         id: &str,
         notification: Vardict,
     ) -> Result<(), PortalError> {
-        let sender = sender(&header)?;
-        let caller = self.portal.caller(&sender)?;
+        let caller = self.portal.caller(&header)?;
+        let sender = caller.unique_name.clone();
         checked_id(id)?;
         let app = caller.app_id.to_string();
         let markup = server_has_markup(connection).await;
@@ -425,7 +425,7 @@ impl Notification {
         #[zbus(connection)] connection: &Connection,
         id: &str,
     ) -> Result<(), PortalError> {
-        let caller = self.portal.caller(&sender(&header)?)?;
+        let caller = self.portal.caller(&header)?;
         checked_id(id)?;
         let key = (caller.app_id.to_string(), id.to_owned());
         let Some(live) = self.shown.lock().await.live.remove(&key) else {
@@ -466,13 +466,6 @@ impl Notification {
     fn version(&self) -> u32 {
         1
     }
-}
-
-fn sender(header: &Header<'_>) -> Result<String, PortalError> {
-    header
-        .sender()
-        .map(|s| s.to_string())
-        .ok_or_else(|| PortalError::NotAllowed("a call without a sender".into()))
 }
 
 fn checked_id(id: &str) -> Result<(), NotificationError> {

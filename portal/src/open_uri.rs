@@ -451,7 +451,7 @@ impl OpenUri {
         options: Options,
     ) -> Result<OwnedObjectPath, PortalError> {
         let _ = parent_window;
-        let caller = self.caller(&header)?;
+        let caller = self.portal.caller(&header)?;
         let uri = check_uri(uri).map_err(|e| PortalError::InvalidArgument(e.to_string()))?;
         self.start(connection, caller, &options, Target::Uri(uri))
             .await
@@ -466,7 +466,7 @@ impl OpenUri {
         options: Options,
     ) -> Result<OwnedObjectPath, PortalError> {
         let _ = parent_window;
-        let caller = self.caller(&header)?;
+        let caller = self.portal.caller(&header)?;
         let path = self.file(&caller, fd.as_fd(), false)?;
         self.start(connection, caller, &options, Target::Path(path))
             .await
@@ -481,7 +481,7 @@ impl OpenUri {
         options: Options,
     ) -> Result<OwnedObjectPath, PortalError> {
         let _ = parent_window;
-        let caller = self.caller(&header)?;
+        let caller = self.portal.caller(&header)?;
         let path = self.file(&caller, fd.as_fd(), true)?;
         self.start(connection, caller, &options, Target::Path(path))
             .await
@@ -494,13 +494,6 @@ impl OpenUri {
 }
 
 impl OpenUri {
-    fn caller(&self, header: &Header<'_>) -> Result<Caller, PortalError> {
-        let sender = header
-            .sender()
-            .ok_or_else(|| PortalError::NotAllowed("a call without a sender".into()))?;
-        self.portal.caller(sender.as_str())
-    }
-
     fn file(
         &self,
         caller: &Caller,

@@ -67,10 +67,13 @@ impl Portal {
         &self.granter
     }
 
-    /// The verified caller behind a unique name, or NotAllowed.
-    pub fn caller(&self, sender: &str) -> Result<Caller, PortalError> {
+    /// The verified caller of the call whose header this is, or NotAllowed.
+    pub fn caller(&self, header: &zbus::message::Header<'_>) -> Result<Caller, PortalError> {
+        let sender = header
+            .sender()
+            .ok_or_else(|| PortalError::NotAllowed("a call without a sender".into()))?;
         self.identities
-            .caller(sender)
+            .caller(sender.as_str())
             .map_err(|e| PortalError::NotAllowed(appbox::sandbox::chain(&e)))
     }
 

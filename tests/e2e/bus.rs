@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use appbox_tests::{make_readable, require_programs, SessionBus, World};
+use appbox_tests::{require_programs, SessionBus, World};
 
 const SERVICE: &str = r#"
 from gi.repository import Gio, GLib
@@ -29,18 +29,7 @@ fn bus_with_service(world: &World) -> SessionBus {
 
 /// An unpacked app whose command is the host's dbus-send.
 fn dbus_send_app(world: &World, permissions: &[&str]) -> PathBuf {
-    let dir = world.root.join("apps/org.appbox.BusTest");
-    std::fs::create_dir_all(dir.join("files")).unwrap();
-    let permissions: Vec<String> = permissions.iter().map(|p| format!("{p:?}")).collect();
-    world.write(
-        &dir.join("metadata.toml"),
-        &format!(
-            "id = \"org.appbox.BusTest\"\nname = \"Bus test\"\ncommand = \"/usr/bin/dbus-send\"\nruntime = \"host\"\npermissions = [{}]\n",
-            permissions.join(", ")
-        ),
-    );
-    make_readable(&world.root.join("apps"));
-    dir
+    world.host_app("org.appbox.BusTest", "/usr/bin/dbus-send", permissions)
 }
 
 fn run(world: &World, bus: Option<&SessionBus>, app: &Path, args: &[&str]) -> Output {
