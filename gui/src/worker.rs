@@ -1,33 +1,106 @@
 //! Store work off the main thread. The `appbox` store library is not
 //! thread-safe (it holds libostree objects), so one worker thread owns an
 //! `Installation` and answers requests in order; replies come back to the
-//! main loop through a channel the window awaits.
+//! main loop through a channel the window awaits. After every request the
+//! worker sends a [`Snapshot`] of the store as it is now.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use appbox::appdata::{self, AppData};
+use appbox::appid::AppId;
 use appbox::hostfacts::HostFacts;
-use appbox::store::install::{Event, Events, Installation};
+use appbox::store::catalog::EntryKind;
+use appbox::store::install::{Event, Events, InstallError, Installation, Installed, UpdatePlan};
+use appbox::store::repo::{Cancel, RepoError};
+use appbox::store::sign::PublicKey;
 
 use crate::model::catalog::CatalogItem;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// Every enabled remote's catalog, with what is installed.
-    LoadCatalog,
+    /// Reads everything again, with every remote's summary fetched afresh
+    /// (which is how new updates are found).
+    Refresh,
     /// Installs an app (and the runtime it needs) from a remote.
-    Install { remote: String, id: String },
-    /// Removes an installed app; its data stays.
-    Uninstall { id: String },
+    Install {
+        remote: String,
+        id: String,
+    },
+    /// Updates to exactly the commits these plans show, in order.
+    Update {
+        plans: Vec<UpdatePlan>,
+    },
+    /// Removes an installed app or runtime; the app's data stays.
+    Uninstall {
+        id: String,
+    },
+    /// Adds a remote that must sign with the keys in `key_file`.
+    AddRemote {
+        name: String,
+        url: String,
+        key_file: PathBuf,
+    },
+    SetRemoteEnabled {
+        name: String,
+        enabled: bool,
+    },
+    DeleteRemote {
+        name: String,
+    },
+    /// Removes every runtime no installed app needs.
+    RemoveUnusedRuntimes,
+    /// Deletes `~/.var/app/ID` of an app that is not installed.
+    DeleteData {
+        id: String,
+    },
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Cancelled,
+    Failed(String),
+}
+
+/// An installed app or runtime and the disk space it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledItem {
+    pub installed: Installed,
+    /// The objects of its current deployment.
+    pub bytes: u64,
+    /// Its data in `~/.var/app` (apps only).
+    pub data_bytes: Option<u64>,
+}
+
+/// A remote as the Remotes page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteItem {
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    /// Whether its summaries and commits must be signed.
+    pub verify: bool,
+}
+
+/// The store as it is now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub catalog: Vec<CatalogItem>,
+    /// Remotes that could not be read, with why.
+    pub failures: Vec<String>,
+    pub installed: Vec<InstalledItem>,
+    pub updates: Vec<UpdatePlan>,
+    pub remotes: Vec<RemoteItem>,
+    pub unused_runtimes: Vec<String>,
+    /// Data left by apps that are no longer installed.
+    pub leftover_data: Vec<AppData>,
 }
 
 #[derive(Debug)]
 pub enum Reply {
-    /// The catalog, and the remotes that could not be read, with why.
-    Catalog {
-        items: Vec<CatalogItem>,
-        failures: Vec<String>,
-    },
+    Snapshot(Box<Snapshot>),
     /// A pull under way: objects fetched of those requested, and bytes.
     Progress {
         id: String,
@@ -35,19 +108,20 @@ pub enum Reply {
         requested: u32,
         bytes: u64,
     },
-    /// An install or uninstall ended; a fresh `Catalog` follows.
+    /// A request other than Refresh ended; a fresh `Snapshot` follows.
     Finished {
         request: Request,
-        error: Option<String>,
+        outcome: Outcome,
     },
     /// The store itself cannot be used.
     Failed(String),
 }
 
-/// Sends requests to the worker thread.
+/// Sends requests to the worker thread, and cancels its pulls.
 #[derive(Clone)]
 pub struct Worker {
     requests: std::sync::mpsc::Sender<Request>,
+    cancel: Cancel,
 }
 
 impl Worker {
@@ -55,6 +129,11 @@ impl Worker {
         // The thread outlives the window; a closed channel means it died,
         // which its last reply has already reported.
         let _ = self.requests.send(request);
+    }
+
+    /// Stops the pull under way; its request ends as `Outcome::Cancelled`.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
     }
 }
 
@@ -78,36 +157,48 @@ impl WorkerThread {
     }
 }
 
+/// What the worker keeps between requests.
+struct Store {
+    facts: HostFacts,
+    cancel: Cancel,
+    installation: Installation,
+    /// Disk use of deployments, by commit: a commit never changes.
+    sizes: BTreeMap<String, u64>,
+}
+
 /// Starts the worker; replies arrive on the returned receiver.
 pub fn start() -> (Worker, async_channel::Receiver<Reply>, WorkerThread) {
     let (requests, incoming) = std::sync::mpsc::channel::<Request>();
     let (replies, receiver) = async_channel::unbounded();
+    let cancel = Cancel::default();
+    let thread_cancel = cancel.clone();
     let thread = std::thread::spawn(move || {
-        let installation = match open_installation() {
-            Ok(installation) => installation,
+        let facts = match HostFacts::gather() {
+            Ok(facts) => facts,
             Err(e) => {
-                let _ = replies.send_blocking(Reply::Failed(e));
+                let _ = replies.send_blocking(Reply::Failed(appbox::sandbox::chain(&e)));
                 return;
             }
         };
+        let mut store = Store {
+            installation: open_installation(&facts, &thread_cancel),
+            facts,
+            cancel: thread_cancel,
+            sizes: BTreeMap::new(),
+        };
         while let Ok(request) = incoming.recv() {
             let mut out = Vec::new();
-            match &request {
-                Request::LoadCatalog => {}
-                Request::Install { remote, id } => {
-                    let error = install(&installation, remote, id, &replies).err();
-                    out.push(Reply::Finished { request, error });
-                }
-                Request::Uninstall { id } => {
-                    let error = installation
-                        .uninstall(id, None)
-                        .err()
-                        .map(|e| appbox::sandbox::chain(&e));
-                    out.push(Reply::Finished { request, error });
-                }
+            if request == Request::Refresh {
+                store.installation = open_installation(&store.facts, &store.cancel);
+            } else {
+                let outcome = store.carry_out(&request, &replies);
+                // A Cancel pressed while this waited in the queue stopped it
+                // too; the next request starts afresh.
+                store.cancel.reset();
+                out.push(Reply::Finished { request, outcome });
             }
-            // Whatever changed, the window shows the catalog as it is now.
-            out.push(load_catalog(&installation));
+            // Whatever changed, the window shows the store as it is now.
+            out.push(store.snapshot());
             for reply in out {
                 if replies.send_blocking(reply).is_err() {
                     return;
@@ -115,32 +206,173 @@ pub fn start() -> (Worker, async_channel::Receiver<Reply>, WorkerThread) {
             }
         }
     });
-    (Worker { requests }, receiver, WorkerThread(thread))
+    (Worker { requests, cancel }, receiver, WorkerThread(thread))
 }
 
-fn open_installation() -> Result<Installation, String> {
-    let facts = HostFacts::gather().map_err(|e| appbox::sandbox::chain(&e))?;
+fn open_installation(facts: &HostFacts, cancel: &Cancel) -> Installation {
     // The store runs apps with the `appbox` next to it.
     let appbox = std::env::current_exe()
         .map(|exe| exe.with_file_name("appbox"))
         .unwrap_or_else(|_| PathBuf::from("appbox"));
-    Ok(Installation::new(
-        appbox::deploy::store_dir(&facts),
+    Installation::new(
+        appbox::deploy::store_dir(facts),
         &facts.config_home().join("appbox"),
         appbox,
         facts.runtime_dir.clone(),
-    ))
+    )
+    .with_cancel(cancel.clone())
 }
 
-fn install(
-    installation: &Installation,
-    remote: &str,
-    id: &str,
-    replies: &async_channel::Sender<Reply>,
-) -> Result<(), String> {
-    let app = appbox::appid::AppId::parse(id).map_err(|e| e.to_string())?;
+fn outcome(result: Result<(), InstallError>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Done,
+        Err(InstallError::Repo(RepoError::Cancelled)) => Outcome::Cancelled,
+        Err(e) => Outcome::Failed(appbox::sandbox::chain(&e)),
+    }
+}
+
+impl Store {
+    fn carry_out(&mut self, request: &Request, replies: &async_channel::Sender<Reply>) -> Outcome {
+        let installation = &self.installation;
+        let events = progress_events(replies);
+        match request {
+            Request::Refresh => Outcome::Done,
+            Request::Install { remote, id } => match AppId::parse(id) {
+                Ok(app) => outcome(installation.install(remote, &app, &events).map(drop)),
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
+            Request::Update { plans } => {
+                for plan in plans {
+                    match outcome(installation.apply_update(plan, &events).map(drop)) {
+                        Outcome::Done => {}
+                        Outcome::Failed(e) => return Outcome::Failed(format!("{}: {e}", plan.id)),
+                        Outcome::Cancelled => return Outcome::Cancelled,
+                    }
+                }
+                Outcome::Done
+            }
+            Request::Uninstall { id } => outcome(installation.uninstall(id, None).map(drop)),
+            Request::AddRemote {
+                name,
+                url,
+                key_file,
+            } => match PublicKey::load_all(key_file) {
+                Ok(keys) => outcome(installation.add_remote(name, url, &keys, true)),
+                Err(e) => Outcome::Failed(appbox::sandbox::chain(&e)),
+            },
+            Request::SetRemoteEnabled { name, enabled } => {
+                outcome(installation.modify_remote(name, |remote| remote.enabled = *enabled))
+            }
+            Request::DeleteRemote { name } => outcome(installation.delete_remote(name)),
+            Request::RemoveUnusedRuntimes => {
+                let result = installation.unused_runtimes().and_then(|unused| {
+                    unused
+                        .iter()
+                        .try_for_each(|id| installation.uninstall(id, None).map(drop))
+                });
+                outcome(result)
+            }
+            Request::DeleteData { id } => self.delete_data(id),
+        }
+    }
+
+    /// Deletes the data of an app that is not installed; an installed app's
+    /// data is in use, and goes only with the app.
+    fn delete_data(&self, id: &str) -> Outcome {
+        let app = match AppId::parse(id) {
+            Ok(app) => app,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        if self.installation.info(id).is_ok() {
+            return Outcome::Failed(format!(
+                "{id} is installed; its data goes when you remove it"
+            ));
+        }
+        match appdata::delete(&self.facts.home, &app) {
+            Ok(_) => Outcome::Done,
+            Err(e) => Outcome::Failed(appbox::sandbox::chain(&e)),
+        }
+    }
+
+    fn snapshot(&mut self) -> Reply {
+        let installation = &self.installation;
+        let remotes = match installation.remotes() {
+            Ok(remotes) => remotes,
+            Err(e) => return Reply::Failed(appbox::sandbox::chain(&e)),
+        };
+        let installed = installation.list().unwrap_or_default();
+        let versions: BTreeMap<&str, &str> = installed
+            .iter()
+            .map(|app| (app.id.as_str(), app.entry.version.as_str()))
+            .collect();
+        let quiet: Events = std::rc::Rc::new(|_| {});
+        let mut snapshot = Snapshot::default();
+        for (name, remote) in &remotes.remotes {
+            snapshot.remotes.push(RemoteItem {
+                name: name.clone(),
+                url: remote.url.clone(),
+                enabled: remote.enabled,
+                verify: remote.verify,
+            });
+            if !remote.enabled {
+                continue;
+            }
+            match installation.remote_catalog(name, &quiet) {
+                Ok((catalog, _, _)) => {
+                    snapshot
+                        .catalog
+                        .extend(catalog.entries.into_iter().map(|entry| CatalogItem {
+                            remote: name.clone(),
+                            installed: versions.get(entry.id.as_str()).map(|v| v.to_string()),
+                            entry,
+                        }))
+                }
+                Err(e) => snapshot
+                    .failures
+                    .push(format!("{name}: {}", appbox::sandbox::chain(&e))),
+            }
+        }
+        // The catalogs just read are reused: no second fetch.
+        if let Ok((updates, _)) = installation.plan_updates(&[], &quiet) {
+            snapshot.updates = updates;
+        }
+        snapshot.unused_runtimes = installation.unused_runtimes().unwrap_or_default();
+        let data = appdata::list(&self.facts.home).unwrap_or_default();
+        let data_of = |id: &str| data.iter().find(|d| d.id == id).map(|d| d.bytes);
+        for item in &installed {
+            let bytes = self.deployment_size(&item.commit);
+            snapshot.installed.push(InstalledItem {
+                data_bytes: (item.kind == EntryKind::App).then(|| data_of(&item.id).unwrap_or(0)),
+                installed: item.clone(),
+                bytes,
+            });
+        }
+        snapshot.leftover_data = data
+            .iter()
+            .filter(|d| !versions.contains_key(d.id.as_str()))
+            .cloned()
+            .collect();
+        Reply::Snapshot(Box::new(snapshot))
+    }
+
+    fn deployment_size(&mut self, commit: &str) -> u64 {
+        if let Some(size) = self.sizes.get(commit) {
+            return *size;
+        }
+        let size = self
+            .installation
+            .repo()
+            .and_then(|repo| Ok(repo.stored_size(commit)?))
+            .unwrap_or(0);
+        self.sizes.insert(commit.to_owned(), size);
+        size
+    }
+}
+
+/// Events that report pulls to the window.
+fn progress_events(replies: &async_channel::Sender<Reply>) -> Events {
     let progress = replies.clone();
-    let events: Events = std::rc::Rc::new(move |event| {
+    std::rc::Rc::new(move |event| {
         if let Event::Pulling { id, progress: p } = event {
             let _ = progress.send_blocking(Reply::Progress {
                 id,
@@ -149,41 +381,5 @@ fn install(
                 bytes: p.bytes,
             });
         }
-    });
-    installation
-        .install(remote, &app, &events)
-        .map(|_| ())
-        .map_err(|e| appbox::sandbox::chain(&e))
-}
-
-fn load_catalog(installation: &Installation) -> Reply {
-    let remotes = match installation.remotes() {
-        Ok(remotes) => remotes,
-        Err(e) => return Reply::Failed(appbox::sandbox::chain(&e)),
-    };
-    let installed: BTreeMap<String, String> = installation
-        .list()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|app| (app.id, app.entry.version))
-        .collect();
-    let events: Events = std::rc::Rc::new(|_| {});
-    let mut items = Vec::new();
-    let mut failures = Vec::new();
-    for (name, remote) in &remotes.remotes {
-        if !remote.enabled {
-            continue;
-        }
-        match installation.remote_catalog(name, &events) {
-            Ok((catalog, _, _)) => {
-                items.extend(catalog.entries.into_iter().map(|entry| CatalogItem {
-                    remote: name.clone(),
-                    installed: installed.get(&entry.id).cloned(),
-                    entry,
-                }))
-            }
-            Err(e) => failures.push(format!("{name}: {}", appbox::sandbox::chain(&e))),
-        }
-    }
-    Reply::Catalog { items, failures }
+    })
 }

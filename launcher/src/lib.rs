@@ -9,6 +9,7 @@
 //! - [`instance`] records running sandboxes for `ps`, `kill` and `enter`;
 //! - [`documents`] keeps the files the portal granted to apps.
 
+pub mod appdata;
 pub mod appid;
 pub mod busproxy;
 pub mod consent;

@@ -16,7 +16,6 @@ use appbox::store::build::{self, BuildRequest};
 use appbox::store::catalog::EntryKind;
 use appbox::store::cli::{BuildArgs, RepoCommand, StoreCommand};
 use appbox::store::install::{Event, Events, Installation, Installed, UpdatePlan};
-use appbox::store::remotes::Remote;
 use appbox::store::sign::{PublicKey, SecretKey};
 use appbox::text::Shown;
 
@@ -174,9 +173,7 @@ fn remote_add(name: &str, url: &str, key: Option<&std::path::Path>, no_verify: b
         Some(path) => PublicKey::load_all(path)?,
         None => Vec::new(),
     };
-    let mut remotes = installation.remotes()?;
-    remotes.add(name, Remote::new(url, &keys, !no_verify))?;
-    remotes.save(installation.remotes_file())?;
+    installation.add_remote(name, url, &keys, !no_verify)?;
     if no_verify {
         eprintln!("appbox: warning: remote {name} is trusted without signatures");
     }
@@ -195,8 +192,7 @@ fn remote_modify(
         Some(path) => PublicKey::load_all(path)?,
         None => Vec::new(),
     };
-    let mut remotes = installation.remotes()?;
-    remotes.modify(name, |remote| {
+    installation.modify_remote(name, |remote| {
         if let Some(url) = url {
             remote.url = url;
         }
@@ -213,18 +209,12 @@ fn remote_modify(
             remote.enabled = false;
         }
     })?;
-    remotes.save(installation.remotes_file())?;
     Ok(())
 }
 
 fn remote_delete(name: &str) -> Result<()> {
     let (installation, _) = installation()?;
-    let mut remotes = installation.remotes()?;
-    remotes.delete(name)?;
-    remotes.save(installation.remotes_file())?;
-    if let Ok(repo) = installation.repo() {
-        repo.delete_remote(name)?;
-    }
+    installation.delete_remote(name)?;
     Ok(())
 }
 

@@ -28,8 +28,8 @@ use crate::store::catalog::{self, Catalog, CatalogError, Entry, EntryKind};
 use crate::store::export::{self, ExportError};
 use crate::store::manifest::Kind;
 use crate::store::oci;
-use crate::store::remotes::{Location, RemoteError, Remotes};
-use crate::store::repo::{parse_summary, Mode, PullProgress, Repo, RepoError, Summary};
+use crate::store::remotes::{Location, Remote, RemoteError, Remotes};
+use crate::store::repo::{parse_summary, Cancel, Mode, PullProgress, Repo, RepoError, Summary};
 use crate::store::sign::{self, PublicKey, SignError};
 
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +90,8 @@ pub enum InstallError {
     NoOrigin(String),
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
+    #[error(transparent)]
+    AppData(#[from] crate::appdata::AppDataError),
     #[error(transparent)]
     Metadata(#[from] crate::metadata::MetadataError),
     #[error("the bundle {file} is not signed by a trusted key: {source}")]
@@ -191,6 +193,8 @@ pub struct Installation {
     /// Verified summaries fetched by this handle, by remote: what `update`
     /// showed is what it installs, without fetching the summary again.
     verified: std::cell::RefCell<BTreeMap<String, VerifiedRemote>>,
+    /// Stops this handle's pulls.
+    cancel: Cancel,
 }
 
 /// A remote's catalog and summary, verified, with the keys that verified them.
@@ -211,7 +215,15 @@ impl Installation {
             appbox,
             runtime_dir,
             verified: Default::default(),
+            cancel: Cancel::default(),
         }
+    }
+
+    /// Makes `cancel` stop this handle's pulls, so that a front end can keep
+    /// one switch across handles.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     pub fn remotes_file(&self) -> &Path {
@@ -220,6 +232,44 @@ impl Installation {
 
     pub fn remotes(&self) -> Result<Remotes, InstallError> {
         Ok(Remotes::load(&self.remotes_file)?)
+    }
+
+    /// Adds a remote whose summaries and commits must be signed by one of
+    /// `keys`, or, without `verify`, are trusted unsigned.
+    pub fn add_remote(
+        &self,
+        name: &str,
+        url: &str,
+        keys: &[PublicKey],
+        verify: bool,
+    ) -> Result<(), InstallError> {
+        let mut remotes = self.remotes()?;
+        remotes.add(name, Remote::new(url, keys, verify))?;
+        Ok(remotes.save(&self.remotes_file)?)
+    }
+
+    /// Changes a remote; the change is checked before it is saved.
+    pub fn modify_remote(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Remote),
+    ) -> Result<(), InstallError> {
+        let mut remotes = self.remotes()?;
+        remotes.modify(name, change)?;
+        remotes.save(&self.remotes_file)?;
+        self.verified.borrow_mut().remove(name);
+        Ok(())
+    }
+
+    /// Removes a remote and libostree's record of it; what was installed
+    /// from it stays, without updates.
+    pub fn delete_remote(&self, name: &str) -> Result<(), InstallError> {
+        let mut remotes = self.remotes()?;
+        remotes.delete(name)?;
+        remotes.save(&self.remotes_file)?;
+        self.verified.borrow_mut().remove(name);
+        self.repo()?.delete_remote(name)?;
+        Ok(())
     }
 
     pub fn repo(&self) -> Result<Repo, InstallError> {
@@ -345,7 +395,7 @@ impl Installation {
         let repo = self.repo()?;
         // The commit and its signatures first: nothing else is fetched for an
         // unsigned or tampered commit.
-        repo.pull(remote, &ref_name, &commit, true, |_| {})?;
+        repo.pull(remote, &ref_name, &commit, true, &self.cancel, |_| {})?;
         let refuse = |error: InstallError| {
             let _ = repo.set_ref(Some(remote), &ref_name, None);
             Err(error)
@@ -386,12 +436,19 @@ impl Installation {
         }
         let id = entry.id.clone();
         let report = events.clone();
-        repo.pull(remote, &ref_name, &commit, false, move |progress| {
-            report(Event::Pulling {
-                id: id.clone(),
-                progress,
-            })
-        })?;
+        repo.pull(
+            remote,
+            &ref_name,
+            &commit,
+            false,
+            &self.cancel,
+            move |progress| {
+                report(Event::Pulling {
+                    id: id.clone(),
+                    progress,
+                })
+            },
+        )?;
         let installed = self.deploy(
             &repo,
             entry.kind,
@@ -1070,13 +1127,8 @@ impl Installation {
         let repo = self.repo()?;
         self.remove_all_state(&repo, kind, id)?;
         repo.prune()?;
-        if let Some(home) = delete_data {
-            let data = home.join(".var/app").join(id);
-            match std::fs::remove_dir_all(&data) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io("remove", &data)(e)),
-            }
+        if let (Some(home), Ok(app)) = (delete_data, AppId::parse(id)) {
+            crate::appdata::delete(home, &app)?;
         }
         let commit = installed.map(|i| i.commit);
         self.record(&History {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ostree_ext::gio;
+use ostree_ext::gio::prelude::CancellableExt;
 use ostree_ext::glib::{self, prelude::*};
 use ostree_ext::ostree;
 
@@ -22,6 +23,8 @@ pub enum RepoError {
     BadSummary(String),
     #[error("the remote {remote} has no summary: is its URL an appbox repository? (`appbox remote-ls` shows it; `appbox remote-modify` changes it)")]
     NoSummary { remote: String },
+    #[error("cancelled")]
+    Cancelled,
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,
@@ -70,6 +73,32 @@ pub struct NewCommit {
 }
 
 const NO_CANCEL: Option<&ostree_ext::gio::Cancellable> = None;
+
+/// Stops a pull from another thread (a front end's Cancel button); the pull
+/// then fails with [`RepoError::Cancelled`]. Clones share one switch.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::Mutex<gio::Cancellable>>);
+
+impl Cancel {
+    /// The cancellable of the work under way. A poisoned lock still holds a
+    /// usable cancellable: nothing can leave it half-changed.
+    fn current(&self) -> gio::Cancellable {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn cancel(&self) {
+        self.current().cancel();
+    }
+
+    /// Arms the switch again for the next piece of work.
+    pub fn reset(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = gio::Cancellable::new();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.current().is_cancelled()
+    }
+}
 
 /// libostree's commit metadata key for the refs a commit may be served as.
 const REF_BINDING: &str = "ostree.ref-binding";
@@ -514,6 +543,7 @@ impl Repo {
         ref_name: &str,
         checksum: &str,
         commit_only: bool,
+        cancel: &Cancel,
         progress: impl Fn(PullProgress) + 'static,
     ) -> Result<(), RepoError> {
         let options = glib::VariantDict::new(None);
@@ -539,13 +569,22 @@ impl Repo {
                     requested: p.uint("requested"),
                 })
             });
-            let result =
-                self.repo
-                    .pull_with_options(remote, &options.end(), Some(&reporter), NO_CANCEL);
+            let result = self.repo.pull_with_options(
+                remote,
+                &options.end(),
+                Some(&reporter),
+                Some(&cancel.current()),
+            );
             reporter.finish();
             result
         });
-        result.map_err(self.fail(&format!("pull {ref_name} from {remote}")))
+        result.map_err(|e| {
+            if e.matches(gio::IOErrorEnum::Cancelled) {
+                RepoError::Cancelled
+            } else {
+                ostree_error(&format!("pull {ref_name} from {remote}"), &self.path, e)
+            }
+        })
     }
 
     /// Checks `checksum` out as the new directory `dest`, hardlinking files
