@@ -2,6 +2,7 @@
 //! one window). Store work runs on a worker thread through the `appbox`
 //! library; the window never parses CLI output.
 
+mod portal_dialog;
 mod window;
 
 use appbox_gui::worker;
@@ -16,6 +17,10 @@ use libadwaita as adw;
 const APP_ID: &str = "org.appbox.Store";
 
 fn main() -> glib::ExitCode {
+    // `appbox-portal` shows its dialogs through this binary.
+    if portal_dialog::asked() {
+        return portal_dialog::main();
+    }
     glib::set_application_name("appbox Store");
     let app = adw::Application::builder().application_id(APP_ID).build();
     let thread: Rc<RefCell<Option<worker::WorkerThread>>> = Rc::default();

@@ -23,6 +23,7 @@ pub mod overrides;
 pub mod permissions;
 pub mod plan;
 pub mod portal_activation;
+pub mod portal_dialog;
 pub mod private_dir;
 pub mod sandbox;
 pub mod seccomp_policy;

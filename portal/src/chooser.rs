@@ -3,6 +3,8 @@
 //! - [`crate::backend::ImplChooser`]: the host's own portal backend
 //!   (`org.freedesktop.impl.portal.FileChooser`, such as
 //!   xdg-desktop-portal-gtk), which shows the desktop's dialog.
+//! - [`crate::gui_dialog::GuiDialogs`]: appbox's own dialog, from
+//!   `appbox-gui`, when there is no backend but a display.
 //! - [`Scripted`]: answers from a [`ScriptQueue`], for tests.
 //! - [`Unavailable`]: no chooser on this host; every request fails with a
 //!   message saying what to install.
@@ -70,12 +72,14 @@ pub enum Answer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChooserError {
-    #[error("there is no file chooser on this host: install xdg-desktop-portal-gtk, or run the appbox store")]
+    #[error("there is no file chooser on this host: install xdg-desktop-portal-gtk, or appbox-gui next to appbox-portal, and run the portal with a display")]
     Unavailable,
     #[error(transparent)]
     Script(#[from] ScriptError),
     #[error(transparent)]
     Backend(#[from] crate::backend::BackendError),
+    #[error(transparent)]
+    Dialog(#[from] crate::gui_dialog::GuiDialogError),
 }
 
 /// A file chooser. `choose` blocks until the user answers.

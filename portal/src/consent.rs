@@ -6,6 +6,8 @@
 //!   `{"answer": "allow", "remember": true}`.
 //! - [`crate::backend::ImplPrompter`]: the desktop's consent dialog, from
 //!   the host's portal backend.
+//! - [`crate::gui_dialog::GuiDialogs`]: appbox's own consent dialog, from
+//!   `appbox-gui`, when there is no backend but a display.
 //! - [`NoPrompter`]: nobody to ask: every question is refused, with a
 //!   message saying how to allow it.
 
@@ -30,6 +32,8 @@ pub enum PromptError {
     Script(#[from] ScriptError),
     #[error(transparent)]
     Backend(crate::backend::BackendError),
+    #[error(transparent)]
+    Dialog(crate::gui_dialog::GuiDialogError),
 }
 
 /// One question, as the user sees it.

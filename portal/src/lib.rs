@@ -18,6 +18,7 @@ pub mod documents;
 pub mod error;
 pub mod file_chooser;
 pub mod grant;
+pub mod gui_dialog;
 pub mod identity;
 pub mod notification;
 pub mod open_uri;

@@ -11,6 +11,7 @@ use crate::documents::Documents;
 use crate::error::PortalError;
 use crate::file_chooser::FileChooser;
 use crate::grant::{Chosen, GrantError, Granter};
+use crate::gui_dialog::GuiDialogs;
 use crate::identity::{Caller, Identities};
 use crate::notification::Notification;
 use crate::open_uri::{Handler, OpenUri};
@@ -30,6 +31,10 @@ pub const DOCUMENTS_PATH: &str = "/org/freedesktop/portal/documents";
 pub const SCRIPTED_CHOOSER_ENV: &str = "APPBOX_PORTAL_SCRIPTED_CHOOSER";
 /// Names the queue file of scripted consent answers (tests only), likewise.
 pub const SCRIPTED_CONSENT_ENV: &str = "APPBOX_PORTAL_SCRIPTED_CONSENT";
+/// Names the directory of the backends' `.portal` files instead of
+/// [`PORTALS_DIR`], the variable xdg-desktop-portal itself reads. Read from
+/// the portal's own environment, which no sandbox can set.
+pub const PORTALS_DIR_ENV: &str = "XDG_DESKTOP_PORTAL_DIR";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -136,13 +141,27 @@ pub async fn serve() -> Result<(), ServiceError> {
         .with_file_name("appbox");
     let connection = zbus::connection::Builder::session().build().await?;
     let runtime = tokio::runtime::Handle::current();
-    let backends = installed_backends(std::path::Path::new(PORTALS_DIR));
+    let portals_dir = std::env::var_os(PORTALS_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(PORTALS_DIR));
+    let backends = installed_backends(&portals_dir);
     let desktops = facts
         .env
         .get("XDG_CURRENT_DESKTOP")
         .cloned()
         .unwrap_or_default();
     let backend = |interface: &str| pick_backend(&backends, interface, &desktops);
+    // Without a backend, appbox's own dialogs, if there is a display to show them.
+    let dialogs = GuiDialogs::find();
+    let from_dialogs = |what: &str| {
+        if let Some(dialogs) = &dialogs {
+            eprintln!(
+                "appbox-portal: no portal backend offers {what}; asking through {}",
+                dialogs.program().display()
+            );
+        }
+        dialogs.clone()
+    };
     let chooser: Box<dyn Chooser> = match std::env::var_os(SCRIPTED_CHOOSER_ENV) {
         Some(queue) => {
             eprintln!(
@@ -153,7 +172,10 @@ pub async fn serve() -> Result<(), ServiceError> {
         }
         None => match backend("org.freedesktop.impl.portal.FileChooser") {
             Some(name) => Box::new(ImplChooser::new(connection.clone(), runtime.clone(), name)),
-            None => Box::new(Unavailable),
+            None => match from_dialogs("a file chooser") {
+                Some(dialogs) => Box::new(dialogs),
+                None => Box::new(Unavailable),
+            },
         },
     };
     let identities = Identities::new(&facts.runtime_dir, connection.server_guid().as_str());
@@ -182,7 +204,10 @@ pub async fn serve() -> Result<(), ServiceError> {
         Some(queue) => Arc::new(ScriptedPrompter::new(&PathBuf::from(queue))),
         None => match backend("org.freedesktop.impl.portal.Access") {
             Some(name) => Arc::new(ImplPrompter::new(connection.clone(), runtime, name)),
-            None => Arc::new(NoPrompter),
+            None => match from_dialogs("consent dialogs") {
+                Some(dialogs) => Arc::new(dialogs),
+                None => Arc::new(NoPrompter),
+            },
         },
     };
     server

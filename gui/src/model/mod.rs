@@ -3,5 +3,6 @@
 
 pub mod catalog;
 pub mod permissions;
+pub mod portal_dialog;
 pub mod text;
 pub mod toggles;

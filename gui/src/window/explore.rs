@@ -1,24 +1,35 @@
 //! Explore: every enabled remote's apps, with search that filters as you
-//! type. Filtering is the list box's own: a keystroke ranks the items and
-//! lets GTK hide and reorder the rows, with no rows rebuilt.
+//! type. The list is a GtkListView over the catalog: only the rows on screen
+//! exist, and a keystroke re-ranks the items and tells the filter and sorter
+//! models they changed, with no rows rebuilt. Icons are decoded when a row
+//! first shows them, and kept.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use adw::prelude::*;
+use gtk::{gio, glib};
 use gtk4 as gtk;
 use libadwaita as adw;
 
-use appbox_gui::model::catalog::{search, CatalogItem};
+use appbox_gui::model::catalog::search;
 use appbox_gui::model::text;
 
-use super::{boxed_list, clear, details, icon, labelled, scrolled_page, Ui};
+use super::{details, icon_texture, labelled, scrolled_page, set_accessible_label, timing, Ui};
 
 pub(crate) struct Explore {
     pub page: gtk::Box,
     search: gtk::SearchEntry,
-    list: gtk::ListBox,
+    list: gtk::ListView,
+    /// One object per catalog item, holding its index in the snapshot.
+    items: gio::ListStore,
+    filter: gtk::CustomFilter,
+    sorter: gtk::CustomSorter,
     stack: gtk::Stack,
     status: adw::StatusPage,
+    /// Decoded icons, by catalog index; emptied with each new catalog.
+    icons: RefCell<HashMap<usize, Option<gtk::gdk::Texture>>>,
 }
 
 impl Explore {
@@ -34,7 +45,18 @@ impl Explore {
             .margin_start(12)
             .margin_end(12)
             .build();
-        let list = boxed_list("Apps");
+        let items = gio::ListStore::new::<glib::BoxedAnyObject>();
+        // The filter and sorter read the ranks `apply_search` keeps; they
+        // are set in `connect`, once the window's state exists.
+        let filter = gtk::CustomFilter::new(|_| true);
+        let sorter = gtk::CustomSorter::new(|_, _| gtk::Ordering::Equal);
+        let filtered = gtk::FilterListModel::new(Some(items.clone()), Some(filter.clone()));
+        let sorted = gtk::SortListModel::new(Some(filtered), Some(sorter.clone()));
+        let list: gtk::ListView = labelled("GtkListView", "Apps");
+        list.set_model(Some(&gtk::NoSelection::new(Some(sorted))));
+        list.set_single_click_activate(true);
+        list.add_css_class("boxed-list");
+        list.set_valign(gtk::Align::Start);
         let status = adw::StatusPage::builder()
             .icon_name("system-software-install-symbolic")
             .title("Loading the catalog…")
@@ -51,8 +73,12 @@ impl Explore {
             page,
             search,
             list,
+            items,
+            filter,
+            sorter,
             stack,
             status,
+            icons: RefCell::default(),
         }
     }
 
@@ -69,38 +95,40 @@ impl Explore {
     }
 }
 
+/// The catalog index an item of the list's model holds.
+fn index_of(object: &glib::Object) -> Option<usize> {
+    let boxed = object.downcast_ref::<glib::BoxedAnyObject>()?;
+    let index = *boxed.borrow::<usize>();
+    Some(index)
+}
+
+/// The rank of a catalog index in the current search; `None` is hidden.
+fn rank(ui: &Ui, object: &glib::Object) -> Option<usize> {
+    let index = index_of(object)?;
+    ui.state.borrow().visible.get(index).copied().flatten()
+}
+
 pub(crate) fn connect(ui: &Rc<Ui>) {
     let explore = &ui.explore;
     {
         let ui_weak = Rc::downgrade(ui);
-        explore.list.set_filter_func(move |row| {
-            ui_weak.upgrade().is_some_and(|ui| {
-                ui.state
-                    .borrow()
-                    .visible
-                    .get(row.index() as usize)
-                    .is_some_and(Option::is_some)
-            })
+        explore.filter.set_filter_func(move |object| {
+            ui_weak
+                .upgrade()
+                .is_some_and(|ui| rank(&ui, object).is_some())
         });
     }
     {
         let ui_weak = Rc::downgrade(ui);
-        explore.list.set_sort_func(move |a, b| {
+        explore.sorter.set_sort_func(move |a, b| {
             let Some(ui) = ui_weak.upgrade() else {
                 return gtk::Ordering::Equal;
             };
-            let state = ui.state.borrow();
-            let rank = |row: &gtk::ListBoxRow| {
-                state
-                    .visible
-                    .get(row.index() as usize)
-                    .copied()
-                    .flatten()
-                    .unwrap_or(usize::MAX)
-            };
-            rank(a).cmp(&rank(b)).into()
+            let (a, b) = (rank(&ui, a), rank(&ui, b));
+            a.unwrap_or(usize::MAX).cmp(&b.unwrap_or(usize::MAX)).into()
         });
     }
+    explore.list.set_factory(Some(&row_factory(ui)));
     {
         let ui_weak = Rc::downgrade(ui);
         explore.search.connect_search_changed(move |entry| {
@@ -133,17 +161,15 @@ pub(crate) fn connect(ui: &Rc<Ui>) {
     }
     {
         let ui_weak = Rc::downgrade(ui);
-        explore.list.connect_row_activated(move |_, row| {
+        explore.list.connect_activate(move |list, position| {
             let Some(ui) = ui_weak.upgrade() else {
                 return;
             };
-            let item = ui
-                .state
-                .borrow()
-                .snapshot
-                .catalog
-                .get(row.index() as usize)
-                .cloned();
+            let item = list
+                .model()
+                .and_then(|model| model.item(position))
+                .and_then(|object| index_of(&object))
+                .and_then(|index| ui.state.borrow().snapshot.catalog.get(index).cloned());
             if let Some(item) = item {
                 details::show(&ui, &item);
             }
@@ -151,21 +177,132 @@ pub(crate) fn connect(ui: &Rc<Ui>) {
     }
 }
 
+/// The widgets of one row, made once by the factory and filled for each
+/// item it shows: the icon, the name and summary, and the Installed label.
+struct RowWidgets {
+    icon: gtk::Image,
+    name: gtk::Label,
+    summary: gtk::Label,
+    installed: gtk::Label,
+}
+
+impl RowWidgets {
+    /// Finds them again in a row the factory made.
+    fn of(row: &gtk::Widget) -> Option<Self> {
+        let icon = row.first_child()?;
+        let names = icon.next_sibling()?;
+        let installed = names.next_sibling()?;
+        let name = names.first_child()?;
+        let summary = name.next_sibling()?;
+        Some(RowWidgets {
+            icon: icon.downcast().ok()?,
+            name: name.downcast().ok()?,
+            summary: summary.downcast().ok()?,
+            installed: installed.downcast().ok()?,
+        })
+    }
+}
+
+fn row_factory(ui: &Rc<Ui>) -> gtk::SignalListItemFactory {
+    let factory = gtk::SignalListItemFactory::new();
+    factory.connect_setup(|_, item| {
+        let Some(item) = item.downcast_ref::<gtk::ListItem>() else {
+            return;
+        };
+        let icon = gtk::Image::builder()
+            .accessible_role(gtk::AccessibleRole::Presentation)
+            .pixel_size(48)
+            .build();
+        let name = gtk::Label::builder()
+            .xalign(0.0)
+            .css_classes(["heading"])
+            .build();
+        let summary = gtk::Label::builder()
+            .xalign(0.0)
+            .css_classes(["dim-label"])
+            .ellipsize(gtk::pango::EllipsizeMode::End)
+            .build();
+        let names = gtk::Box::new(gtk::Orientation::Vertical, 3);
+        names.set_hexpand(true);
+        names.set_valign(gtk::Align::Center);
+        names.append(&name);
+        names.append(&summary);
+        let installed = gtk::Label::builder()
+            .label("Installed")
+            .css_classes(["dim-label"])
+            .build();
+        let row = gtk::Box::builder()
+            .orientation(gtk::Orientation::Horizontal)
+            .spacing(12)
+            .margin_top(9)
+            .margin_bottom(9)
+            .margin_start(12)
+            .margin_end(12)
+            .build();
+        row.append(&icon);
+        row.append(&names);
+        row.append(&installed);
+        row.append(&gtk::Image::from_icon_name("go-next-symbolic"));
+        item.set_child(Some(&row));
+    });
+    let ui_weak = Rc::downgrade(ui);
+    factory.connect_bind(move |_, item| {
+        let (Some(ui), Some(item)) = (ui_weak.upgrade(), item.downcast_ref::<gtk::ListItem>())
+        else {
+            return;
+        };
+        let (Some(row), Some(index)) = (item.child(), item.item().and_then(|o| index_of(&o)))
+        else {
+            return;
+        };
+        let Some(catalog_item) = ui.state.borrow().snapshot.catalog.get(index).cloned() else {
+            return;
+        };
+        let texture = ui
+            .explore
+            .icons
+            .borrow_mut()
+            .entry(index)
+            .or_insert_with(|| icon_texture(&catalog_item))
+            .clone();
+        let Some(widgets) = RowWidgets::of(&row) else {
+            return;
+        };
+        let name = text::one_line(&catalog_item.entry.name);
+        widgets.name.set_text(&name);
+        widgets
+            .summary
+            .set_text(&text::one_line(&catalog_item.entry.summary));
+        widgets
+            .installed
+            .set_visible(catalog_item.installed.is_some());
+        match &texture {
+            Some(texture) => widgets.icon.set_paintable(Some(texture)),
+            None => widgets.icon.set_icon_name(Some("application-x-executable")),
+        }
+        // The row reads as the app's name to a screen reader.
+        set_accessible_label(&row, &name);
+    });
+    factory
+}
+
 /// Shows the snapshot's catalog, with the search as typed.
 pub(crate) fn fill(ui: &Rc<Ui>) {
     let explore = &ui.explore;
-    clear(&explore.list);
-    let (count, failures) = {
+    let (count, total, failures) = {
         let state = ui.state.borrow();
-        for item in &state.snapshot.catalog {
-            explore.list.append(&catalog_row(item));
-        }
+        let catalog = &state.snapshot.catalog;
         (
-            state.snapshot.catalog.iter().filter(|i| i.is_app()).count(),
+            catalog.iter().filter(|i| i.is_app()).count(),
+            catalog.len(),
             state.snapshot.failures.clone(),
         )
     };
-    apply_search(ui, &explore.search.text());
+    explore.icons.borrow_mut().clear();
+    // Ranks first, so that the new items are filtered as they arrive.
+    rank_all(ui, &explore.search.text());
+    let objects: Vec<glib::BoxedAnyObject> = (0..total).map(glib::BoxedAnyObject::new).collect();
+    explore.items.splice(0, explore.items.n_items(), &objects);
     if count == 0 {
         explore
             .status
@@ -180,41 +317,26 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
         explore.stack.set_visible_child_name("status");
     } else {
         explore.stack.set_visible_child_name("list");
+        timing::catalog_shown(&explore.list, count);
     }
+}
+
+/// Ranks every catalog item for `query`.
+fn rank_all(ui: &Ui, query: &str) {
+    let mut state = ui.state.borrow_mut();
+    let mut visible = vec![None; state.snapshot.catalog.len()];
+    for (rank, index) in search(&state.snapshot.catalog, query)
+        .into_iter()
+        .enumerate()
+    {
+        visible[index] = Some(rank);
+    }
+    state.visible = visible;
 }
 
 fn apply_search(ui: &Ui, query: &str) {
-    {
-        let mut state = ui.state.borrow_mut();
-        let mut visible = vec![None; state.snapshot.catalog.len()];
-        for (rank, index) in search(&state.snapshot.catalog, query)
-            .into_iter()
-            .enumerate()
-        {
-            visible[index] = Some(rank);
-        }
-        state.visible = visible;
-    }
-    ui.explore.list.invalidate_filter();
-    ui.explore.list.invalidate_sort();
-}
-
-fn catalog_row(item: &CatalogItem) -> adw::ActionRow {
-    let row = adw::ActionRow::builder()
-        .title(text::one_line(&item.entry.name))
-        .subtitle(text::one_line(&item.entry.summary))
-        .use_markup(false)
-        .activatable(true)
-        .build();
-    row.add_prefix(&icon(item, 48));
-    if item.installed.is_some() {
-        row.add_suffix(
-            &gtk::Label::builder()
-                .label("Installed")
-                .css_classes(["dim-label"])
-                .build(),
-        );
-    }
-    row.add_suffix(&gtk::Image::from_icon_name("go-next-symbolic"));
-    row
+    rank_all(ui, query);
+    ui.explore.filter.changed(gtk::FilterChange::Different);
+    ui.explore.sorter.changed(gtk::SorterChange::Different);
+    timing::results_shown(&ui.explore.list);
 }

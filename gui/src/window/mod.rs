@@ -9,6 +9,7 @@ mod installed;
 mod permissions;
 mod remotes;
 mod storage;
+mod timing;
 mod updates;
 
 use std::cell::RefCell;
@@ -236,6 +237,7 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
     }
     ui.worker.send(Request::Refresh);
     window.present();
+    timing::watch(&window);
     // Typing starts a search, as in GNOME Software.
     ui.explore.focus_search();
 }
@@ -340,21 +342,25 @@ fn finished_message(request: &Request, outcome: &Outcome) -> String {
     }
 }
 
+/// The app's icon from the catalog, decoded; `None` when it has none or it
+/// does not decode.
+fn icon_texture(item: &CatalogItem) -> Option<gdk::Texture> {
+    use base64::Engine;
+    let icon = item.entry.icon.as_ref()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&icon.data)
+        .ok()?;
+    gdk::Texture::from_bytes(&glib::Bytes::from_owned(bytes)).ok()
+}
+
 /// The app's icon from the catalog, or a generic one.
 fn icon(item: &CatalogItem, size: i32) -> gtk::Image {
-    use base64::Engine;
-    let texture = item.entry.icon.as_ref().and_then(|icon| {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&icon.data)
-            .ok()?;
-        gdk::Texture::from_bytes(&glib::Bytes::from_owned(bytes)).ok()
-    });
     // Decoration: the row or page already names the app.
     let image = gtk::Image::builder()
         .accessible_role(gtk::AccessibleRole::Presentation)
         .pixel_size(size)
         .build();
-    match texture {
+    match icon_texture(item) {
         Some(texture) => image.set_paintable(Some(&texture)),
         None => image.set_icon_name(Some(match item.entry.kind {
             EntryKind::App => "application-x-executable",
@@ -416,6 +422,34 @@ fn labelled<W: IsA<glib::Object>>(class: &str, label: &str) -> W {
     gtk::Builder::from_string(&xml)
         .object("widget")
         .unwrap_or_else(|| panic!("GtkBuilder made no {class}"))
+}
+
+extern "C" {
+    // Part of GtkAccessible since GTK 4.0; gtk4-rs declares it only with
+    // its GTK 4.10 feature.
+    fn gtk_accessible_update_property_value(
+        accessible: *mut gtk::ffi::GtkWidget,
+        n_properties: std::ffi::c_int,
+        properties: *mut gtk::ffi::GtkAccessibleProperty,
+        values: *const glib::gobject_ffi::GValue,
+    );
+}
+
+/// Sets the name a screen reader reads for `widget`.
+fn set_accessible_label(widget: &impl IsA<gtk::Widget>, label: &str) {
+    use glib::translate::ToGlibPtr;
+    let value = label.to_value();
+    let mut properties = [gtk::ffi::GTK_ACCESSIBLE_PROPERTY_LABEL];
+    // SAFETY: every widget is a GtkAccessible; one property and one value,
+    // a string GValue as GTK wants for LABEL; all outlive the call.
+    unsafe {
+        gtk_accessible_update_property_value(
+            widget.as_ref().to_glib_none().0,
+            1,
+            properties.as_mut_ptr(),
+            value.to_glib_none().0,
+        );
+    }
 }
 
 /// An icon-only button, named and with a tooltip.

@@ -245,6 +245,23 @@ pub fn publish_tree(
     entry: &Entry,
     key: Option<&SecretKey>,
 ) -> Result<BuildResult, BuildError> {
+    let (repo, mut result) = commit_tree(repo_path, tree, entry, key)?;
+    let catalog = publish_summary(&repo, key)?;
+    result.download_size = catalog
+        .find(&result.id)
+        .and_then(|e| e.published.as_ref())
+        .map_or(0, |p| p.download_size);
+    Ok(result)
+}
+
+/// [`publish_tree`] without the summary: for publishing many trees, with
+/// one [`publish_summary`] at the end. The result's download size is 0.
+pub fn commit_tree(
+    repo_path: &Path,
+    tree: &Path,
+    entry: &Entry,
+    key: Option<&SecretKey>,
+) -> Result<(Repo, BuildResult), BuildError> {
     let id = entry.id.as_str();
     let kind = match entry.kind {
         EntryKind::App => Kind::App,
@@ -276,12 +293,7 @@ pub fn publish_tree(
         }
         _ => false,
     };
-    let catalog = publish_summary(&repo, key)?;
-    let download_size = catalog
-        .find(id)
-        .and_then(|e| e.published.as_ref())
-        .map_or(0, |p| p.download_size);
-    Ok(BuildResult {
+    let result = BuildResult {
         id: id.to_owned(),
         ref_name,
         commit: commit.checksum,
@@ -289,8 +301,9 @@ pub fn publish_tree(
         signed: key.is_some(),
         static_delta,
         installed_size: entry.installed_size,
-        download_size,
-    })
+        download_size: 0,
+    };
+    Ok((repo, result))
 }
 
 /// Rebuilds the catalog from every ref's commit, writes the summary with it,
