@@ -14,6 +14,8 @@ set -euo pipefail
 # exists in Debian 12 (bookworm); checked with `apt-cache policy`, none dropped.
 # ca-certificates lets cargo download crates over HTTPS on a bare image.
 # wayland-utils provides wayland-info; x11-utils provides xdpyinfo and xprop.
+# at-spi2-core (the accessibility bus), python3-pyatspi and gir1.2-atspi-2.0
+# let tests/e2e/atspi-driver.py drive the store window as a screen reader does.
 PACKAGES=(
     pkg-config build-essential libc6-dev ca-certificates
     libglib2.0-dev libostree-dev libssl-dev libzstd-dev ostree
@@ -22,6 +24,7 @@ PACKAGES=(
     bubblewrap xvfb xauth x11-apps x11-utils imagemagick weston wayland-utils
     hyperfine flatpak iproute2 procps util-linux dbus dbus-x11 socat strace python3
     python3-gi libglib2.0-bin xdg-desktop-portal-dev xdotool acl
+    at-spi2-core python3-pyatspi gir1.2-atspi-2.0
 )
 TEST_USER=appbox-test
 

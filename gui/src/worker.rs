@@ -12,7 +12,7 @@ use appbox::appid::AppId;
 use appbox::hostfacts::HostFacts;
 use appbox::store::catalog::EntryKind;
 use appbox::store::install::{Event, Events, InstallError, Installation, Installed, UpdatePlan};
-use appbox::store::repo::{Cancel, RepoError};
+use appbox::store::repo::{Cancel, PullProgress, RepoError};
 use appbox::store::sign::PublicKey;
 
 use crate::model::catalog::CatalogItem;
@@ -101,12 +101,10 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub enum Reply {
     Snapshot(Box<Snapshot>),
-    /// A pull under way: objects fetched of those requested, and bytes.
+    /// A pull under way.
     Progress {
         id: String,
-        fetched: u32,
-        requested: u32,
-        bytes: u64,
+        progress: PullProgress,
     },
     /// A request other than Refresh ended; a fresh `Snapshot` follows.
     Finished {
@@ -209,15 +207,19 @@ pub fn start() -> (Worker, async_channel::Receiver<Reply>, WorkerThread) {
     (Worker { requests, cancel }, receiver, WorkerThread(thread))
 }
 
-fn open_installation(facts: &HostFacts, cancel: &Cancel) -> Installation {
-    // The store runs apps with the `appbox` next to it.
-    let appbox = std::env::current_exe()
+/// The `appbox` next to this program: the store runs apps, and takes
+/// documents out of sandboxes, with the launcher it was installed with.
+pub fn appbox_binary() -> PathBuf {
+    std::env::current_exe()
         .map(|exe| exe.with_file_name("appbox"))
-        .unwrap_or_else(|_| PathBuf::from("appbox"));
+        .unwrap_or_else(|_| PathBuf::from("appbox"))
+}
+
+fn open_installation(facts: &HostFacts, cancel: &Cancel) -> Installation {
     Installation::new(
         appbox::deploy::store_dir(facts),
         &facts.config_home().join("appbox"),
-        appbox,
+        appbox_binary(),
         facts.runtime_dir.clone(),
     )
     .with_cancel(cancel.clone())
@@ -374,12 +376,7 @@ fn progress_events(replies: &async_channel::Sender<Reply>) -> Events {
     let progress = replies.clone();
     std::rc::Rc::new(move |event| {
         if let Event::Pulling { id, progress: p } = event {
-            let _ = progress.send_blocking(Reply::Progress {
-                id,
-                fetched: p.fetched,
-                requested: p.requested,
-                bytes: p.bytes,
-            });
+            let _ = progress.send_blocking(Reply::Progress { id, progress: p });
         }
     })
 }

@@ -11,8 +11,9 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
 use appbox::appid::AppId;
-use appbox::consent::{self, Choice, ConsentStore};
-use appbox::documents::{DocId, DocumentStore};
+use appbox::consent::{self, Choice};
+use appbox::documents::DocId;
+use appbox::grants::{Grants, Unmount};
 use appbox::hostfacts::HostFacts;
 use appbox::instance::{self, Registry};
 use appbox::plan;
@@ -136,16 +137,20 @@ fn access(writable: bool) -> &'static str {
     }
 }
 
-fn stores() -> Result<(HostFacts, DocumentStore, ConsentStore)> {
+fn grants() -> Result<Grants> {
     let facts = HostFacts::gather()?;
-    let data = facts.data_home();
-    Ok((facts, DocumentStore::new(&data), ConsentStore::new(&data)))
+    Ok(Grants::new(&facts.data_home(), &facts.runtime_dir))
+}
+
+/// This binary, which runs `appbox document-unmount` for the revoked documents.
+fn unmount(unmount: Unmount) -> Result<()> {
+    let me = std::env::current_exe().context("cannot find the appbox binary")?;
+    Ok(unmount.run(&me)?)
 }
 
 fn documents(app: Option<&str>, json: bool) -> Result<()> {
     let app = app.map(AppId::parse).transpose()?;
-    let (_, docs, _) = stores()?;
-    let docs = docs.load()?;
+    let docs = grants()?.documents().load()?;
     let shown = docs
         .documents
         .iter()
@@ -195,10 +200,10 @@ fn permissions(table: Option<&str>, id: Option<&str>, json: bool) -> Result<()> 
             ));
         }
     }
-    let (_, docs, answers) = stores()?;
+    let grants = grants()?;
     let mut rows = Vec::new();
     if table.is_none_or(|t| t == DOCUMENTS) {
-        for (doc_id, doc) in &docs.load()?.documents {
+        for (doc_id, doc) in &grants.documents().load()?.documents {
             for (app, grant) in &doc.apps {
                 rows.push(Row {
                     table: DOCUMENTS,
@@ -209,7 +214,7 @@ fn permissions(table: Option<&str>, id: Option<&str>, json: bool) -> Result<()> 
             }
         }
     }
-    for (name, ids) in &answers.load()?.tables {
+    for (name, ids) in &grants.answers().load()?.tables {
         let Some(table_name) = consent::TABLES.iter().find(|t| *t == name) else {
             continue;
         };
@@ -250,34 +255,11 @@ fn permissions(table: Option<&str>, id: Option<&str>, json: bool) -> Result<()> 
 
 fn permission_remove(table: &str, id: &str, app: Option<&str>) -> Result<()> {
     let app = app.map(AppId::parse).transpose()?;
-    let (facts, docs, answers) = stores()?;
+    let grants = grants()?;
     if table == DOCUMENTS {
-        let doc_id = DocId::parse(id)?;
-        let holders = docs.update(|docs| {
-            let holders: Vec<AppId> = docs
-                .documents
-                .get(&doc_id)
-                .map(|doc| {
-                    doc.apps
-                        .keys()
-                        .filter(|a| app.as_ref().is_none_or(|app| app == *a))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            docs.revoke(&doc_id, app.as_ref());
-            Ok(holders)
-        })?;
-        if holders.is_empty() {
-            bail!("no app holds document {doc_id}; see `appbox documents`");
-        }
-        unmount_from_running(&facts, &holders, &[doc_id])
+        unmount(grants.revoke_document(&DocId::parse(id)?, app.as_ref())?)
     } else {
-        consent::check_entry(table, id)?;
-        if !answers.update(|answers| answers.remove(table, id, app.as_ref()))? {
-            bail!("nothing is stored for {table} {id}; see `appbox permissions`");
-        }
-        Ok(())
+        Ok(grants.remove_answer(table, id, app.as_ref())?)
     }
 }
 
@@ -288,63 +270,15 @@ fn permission_set(table: &str, id: &str, app: &str, value: &str) -> Result<()> {
     consent::check_entry(table, id)?;
     let app = AppId::parse(app)?;
     let choice: Choice = value.parse()?;
-    let (_, _, answers) = stores()?;
-    answers.update(|answers| answers.set(table, id, &app, choice))?;
+    grants()?
+        .answers()
+        .update(|answers| answers.set(table, id, &app, choice))?;
     Ok(())
 }
 
 fn permission_reset(app: &str) -> Result<()> {
     let app = AppId::parse(app)?;
-    let (facts, docs, answers) = stores()?;
-    let revoked = docs.update(|docs| {
-        let held: Vec<DocId> = docs.for_app(&app).map(|(id, _, _)| id.clone()).collect();
-        for id in &held {
-            docs.revoke(id, Some(&app));
-        }
-        Ok(held)
-    })?;
-    answers.update(|answers| answers.reset(&app))?;
-    unmount_from_running(&facts, &[app], &revoked)
-}
-
-/// Takes documents out of the running instances of `apps`, each through a
-/// fresh `appbox document-unmount` (joining a sandbox needs a process of its own).
-fn unmount_from_running(facts: &HostFacts, apps: &[AppId], doc_ids: &[DocId]) -> Result<()> {
-    let Ok(registry) = Registry::open(&facts.runtime_dir) else {
-        return Ok(());
-    };
-    let me = std::env::current_exe().context("cannot find the appbox binary")?;
-    let mut failures = Vec::new();
-    for record in registry.list() {
-        if !apps.iter().any(|app| app.as_str() == record.app_id) {
-            continue;
-        }
-        for doc_id in doc_ids {
-            let output = std::process::Command::new(&me)
-                .args([
-                    "document-unmount",
-                    "--instance",
-                    &record.instance.to_string(),
-                    "--doc-id",
-                    doc_id.as_str(),
-                ])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .context("cannot run appbox document-unmount")?;
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            // An instance started before the grant may not have it mounted.
-            if !output.status.success() && !stderr.contains("not in this sandbox") {
-                failures.push(format!("instance {}: {}", record.instance, stderr.trim()));
-            }
-        }
-    }
-    if !failures.is_empty() {
-        bail!(
-            "the grant is gone, but a running instance still shows the file until it restarts:\n{}",
-            failures.join("\n")
-        );
-    }
-    Ok(())
+    unmount(grants()?.reset(&app)?)
 }
 
 /// The descriptor on which the portal passes the chosen file.

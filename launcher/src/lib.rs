@@ -15,6 +15,7 @@ pub mod busproxy;
 pub mod consent;
 pub mod deploy;
 pub mod documents;
+pub mod grants;
 pub mod hostfacts;
 pub mod instance;
 pub mod jsonstore;

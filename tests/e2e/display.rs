@@ -1003,6 +1003,347 @@ fn the_desktops_consent_dialog_decides_about_a_device() {
     x.assert_running();
 }
 
+// ---------------------------------------------------------------------------
+// appbox's own portal dialogs, from `appbox-gui --portal-dialog`
+
+/// The portal on `bus`, with the display of `x` but no portal backend: its
+/// `.portal` directory is empty. Its dialogs come from the appbox-gui next
+/// to it. The bus itself has no display, so nothing it activates shows one.
+fn portal_with_gui_dialogs(world: &World, x: &Xvfb, bus: &mut SessionBus) {
+    let no_backends = world.root.join("no-portal-backends");
+    std::fs::create_dir(&no_backends).unwrap();
+    let display_env = x.env();
+    let mut env: Vec<(&str, &std::ffi::OsStr)> = display_env
+        .iter()
+        .map(|(k, v)| (*k, std::ffi::OsStr::new(v.as_str())))
+        .collect();
+    env.push(("XDG_DESKTOP_PORTAL_DIR", no_backends.as_os_str()));
+    bus.spawn(world, &world.portal_path(), &[], &env);
+    bus.wait_for_name(world, "org.appbox.Portal.Desktop");
+}
+
+/// A host-runtime python3 app in its sandbox on `bus`, running `script`
+/// with `args`. The app has no display: the dialogs are the portal's.
+fn python_in_sandbox(
+    world: &World,
+    bus: &SessionBus,
+    id: &str,
+    script: &str,
+    args: &[&str],
+    log: &str,
+) -> Spawned {
+    let app = world.host_app(id, "/usr/bin/python3", &[]);
+    let address = bus.address();
+    let mut options = vec!["--", "-c", script];
+    options.extend_from_slice(args);
+    Spawned::start(
+        format!("appbox run ({id})"),
+        app_command(
+            world,
+            &app,
+            &options,
+            &[("DBUS_SESSION_BUS_ADDRESS", &address)],
+        ),
+        world.root.join(log),
+    )
+}
+
+/// The JSON the client printed after `RESULT `, once it has exited.
+fn client_result(client: &mut Spawned) -> serde_json::Value {
+    let status = client
+        .wait(TIMEOUT)
+        .unwrap_or_else(|| panic!("the client did not finish:\n{}", client.log()));
+    let log = client.log();
+    assert!(status.success(), "{status}:\n{log}");
+    let line = log
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no result:\n{log}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {log}"))
+}
+
+/// Presses `keys` in the window named `name` when they may close it: the
+/// window is focused first, then the keys go to whatever has the focus.
+/// Sent to the window itself, a key that closes it fails to be released
+/// (BadWindow), stays down, and repeats into the next window.
+fn press_answering(world: &World, x: &Xvfb, name: &str, keys: &[&str]) {
+    let mut focus = x.client(world, "/usr/bin/xdotool");
+    focus
+        .args(["search", "--sync", "--onlyvisible", "--name", name])
+        .args(["windowfocus", "--sync"]);
+    let output = output_within(focus, TIMEOUT);
+    assert!(
+        output.status.success(),
+        "xdotool windowfocus {name:?}: {}",
+        describe(&output)
+    );
+    press_in_focus(world, x, keys);
+}
+
+/// Presses `keys` in whatever window has the focus.
+fn press_in_focus(world: &World, x: &Xvfb, keys: &[&str]) {
+    let mut cmd = x.client(world, "/usr/bin/xdotool");
+    cmd.args(["key", "--clearmodifiers"]).args(keys);
+    let output = output_within(cmd, TIMEOUT);
+    assert!(
+        output.status.success(),
+        "xdotool key {keys:?}: {}",
+        describe(&output)
+    );
+}
+
+/// Waits for the visible window named `title`, asserts it is appbox-gui's
+/// (not some backend's), and saves a screenshot as `png`.
+fn wait_for_gui_dialog(world: &World, x: &Xvfb, client: &mut Spawned, title: &str, png: &str) {
+    wait_for_window(world, x, client, title);
+    // xwininfo shows each window as `ID "NAME": ("INSTANCE" "CLASS")`.
+    let ours = poll(TIMEOUT, || {
+        window_tree(world, x)
+            .lines()
+            .any(|line| line.contains(&format!("\"{title}")) && line.contains("(\"appbox-gui\" "))
+            .then_some(())
+    });
+    assert!(
+        ours.is_some(),
+        "the window {title:?} is not appbox-gui's:\n{}",
+        window_tree(world, x)
+    );
+    // Mapped comes before drawn: shoot until the screen is more than black.
+    let png = artifacts_dir().join(png);
+    let drawn = poll(TIMEOUT, || {
+        std::fs::write(&png, screenshot(world, x)).unwrap();
+        (image_facts(&png).2 > 2).then_some(())
+    });
+    assert!(
+        drawn.is_some(),
+        "the dialog drew nothing: {}",
+        png.display()
+    );
+}
+
+/// Calls FileChooser.OpenFile as a GTK app does (subscribing to the
+/// Response first) with the title argv[1], then reads the file it got.
+const OPEN_FILE_CLIENT: &str = r#"
+import json, sys
+from gi.repository import Gio, GLib
+bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+token = 'appboxdialog'
+path = '/org/freedesktop/portal/desktop/request/%s/%s' % (bus.get_unique_name()[1:].replace('.', '_'), token)
+loop = GLib.MainLoop()
+out = {}
+def on_response(conn, sender, obj, iface, signal, params):
+    out['response'], results = params.unpack()
+    out['uris'] = results.get('uris', [])
+    out['writable'] = results.get('writable')
+    loop.quit()
+bus.signal_subscribe('org.freedesktop.portal.Desktop', 'org.freedesktop.portal.Request', 'Response',
+                     path, None, Gio.DBusSignalFlags.NONE, on_response)
+options = {'handle_token': GLib.Variant('s', token), 'accept_label': GLib.Variant('s', '_Read It'),
+           'filters': GLib.Variant('a(sa(us))', [('Letters', [(0, '*.txt'), (1, 'text/plain')])])}
+try:
+    bus.call_sync('org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop',
+                  'org.freedesktop.portal.FileChooser', 'OpenFile',
+                  GLib.Variant('(ssa{sv})', ('', sys.argv[1], options)),
+                  GLib.VariantType('(o)'), 0, -1, None)
+    GLib.timeout_add_seconds(60, loop.quit)
+    loop.run()
+except GLib.Error as e:
+    out['error'] = e.message
+if out.get('response') == 0:
+    with open(GLib.filename_from_uri(out['uris'][0])[0]) as f:
+        out['content'] = f.read()
+print('RESULT ' + json.dumps(out))
+"#;
+
+/// With no portal backend on the host, the file chooser is appbox-gui's:
+/// the user types a path, the sandboxed app gets that file (and only
+/// through its document mount); cancelling answers 1.
+#[test]
+fn the_portal_dialog_chooser_picks_a_host_file_for_the_sandboxed_app() {
+    require_programs(&["/usr/bin/xdotool", "/usr/bin/python3"]);
+    let world = World::new();
+    let mut x = Xvfb::start(&world);
+    let mut bus = SessionBus::start(&world);
+    portal_with_gui_dialogs(&world, &x, &mut bus);
+    let letter = world.home_dir("Documents").join("letter.txt");
+    std::fs::write(&letter, "Dear Ada,\n").unwrap();
+    chown(&letter, world.user);
+    let app = "org.appbox.DialogUser";
+
+    let title = "Pick a letter";
+    let mut client = python_in_sandbox(
+        &world,
+        &bus,
+        app,
+        OPEN_FILE_CLIENT,
+        &[title],
+        "open-file.log",
+    );
+    wait_for_gui_dialog(&world, &x, &mut client, title, "portal-dialog-chooser.png");
+    press(&world, &x, title, &["ctrl+l"]);
+    type_text(&world, &x, title, letter.to_str().unwrap());
+    std::fs::write(
+        artifacts_dir().join("portal-dialog-chooser-typed.png"),
+        screenshot(&world, &x),
+    )
+    .unwrap();
+    // The first Return may only close the entry's completion popup. The
+    // chooser keeps the focus, so the keys need not find it again.
+    let accepted = poll(TIMEOUT, || {
+        if !window_tree(&world, &x).contains(title) {
+            return Some(());
+        }
+        press_in_focus(&world, &x, &["Return"]);
+        std::thread::sleep(Duration::from_millis(300));
+        None
+    });
+    assert!(accepted.is_some(), "the chooser stayed open");
+    let out = client_result(&mut client);
+    assert_eq!(out["response"], 0, "{out}");
+    assert_eq!(out["content"], "Dear Ada,\n", "{out}");
+    assert_eq!(out["writable"], true, "{out}");
+    let uri = out["uris"][0].as_str().unwrap_or_default();
+    assert!(
+        uri.starts_with(&format!("file:///run/user/{}/doc/", world.user.uid))
+            && uri.ends_with("/letter.txt"),
+        "the app should get the file as a document, not its host path: {out}"
+    );
+    // The grant is the portal's usual one: a document of this app.
+    let docs = output_within(world.appbox(["documents", app, "--json"]), TIMEOUT);
+    assert!(docs.status.success(), "{}", describe(&docs));
+    assert!(
+        text(&docs.stdout).contains(letter.to_str().unwrap()),
+        "{}",
+        describe(&docs)
+    );
+
+    // Cancelled: response 1, and no file.
+    let other = "Pick another letter";
+    let mut client = python_in_sandbox(
+        &world,
+        &bus,
+        app,
+        OPEN_FILE_CLIENT,
+        &[other],
+        "open-file-cancel.log",
+    );
+    wait_for_gui_dialog(
+        &world,
+        &x,
+        &mut client,
+        other,
+        "portal-dialog-chooser-cancel.png",
+    );
+    press_answering(&world, &x, other, &["Escape"]);
+    let out = client_result(&mut client);
+    assert_eq!(out["response"], 1, "{out}");
+    assert_eq!(out["uris"], serde_json::json!([]), "{out}");
+    x.assert_running();
+}
+
+/// Asks for KVM and, given a descriptor, checks it is the real KVM.
+const KVM_CLIENT: &str = r#"
+import fcntl, json
+from gi.repository import Gio, GLib
+bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+out = {}
+try:
+    reply, fds = bus.call_with_unix_fd_list_sync(
+        'org.freedesktop.portal.Desktop', '/org/freedesktop/portal/desktop',
+        'org.appbox.portal.Device', 'OpenDevice', GLib.Variant('(sa{sv})', ('kvm', {})),
+        GLib.VariantType('(h)'), 0, 60000, None, None)
+    out['api'] = fcntl.ioctl(fds.get(reply.unpack()[0]), 0xAE00)  # KVM_GET_API_VERSION
+except GLib.Error as e:
+    out['error'] = e.message
+print('RESULT ' + json.dumps(out))
+"#;
+
+/// The answers stored for `app` in the devices table, as `appbox permissions` lists them.
+fn stored_device_answers(world: &World, app: &str) -> Vec<serde_json::Value> {
+    let output = output_within(world.appbox(["permissions", "devices", "--json"]), TIMEOUT);
+    assert!(output.status.success(), "{}", describe(&output));
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", describe(&output)));
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["app"] == app)
+        .cloned()
+        .collect()
+}
+
+/// With no portal backend on the host, consent is asked through
+/// appbox-gui's dialog, from the keyboard: Allow hands over the device
+/// once; Deny with "Remember this choice" refuses and is stored, so the
+/// next request is refused without a dialog.
+#[test]
+fn the_portal_dialog_asks_consent_for_a_device() {
+    require_programs(&["/usr/bin/xdotool", "/usr/bin/python3", "/usr/bin/test"]);
+    let world = World::new();
+    let mut can_use = Command::new("/usr/bin/test");
+    can_use.args(["-r", "/dev/kvm", "-a", "-w", "/dev/kvm"]);
+    world.prepare(&mut can_use);
+    assert!(
+        output_within(can_use, TIMEOUT).status.success(),
+        "the test user needs read-write access to /dev/kvm (tests/bootstrap.sh gives it an ACL)"
+    );
+    let mut x = Xvfb::start(&world);
+    let mut bus = SessionBus::start(&world);
+    portal_with_gui_dialogs(&world, &x, &mut bus);
+    let app = "org.appbox.KvmUser";
+    let title = format!("Allow {app} to use KVM");
+
+    // Allowed once: a working KVM, and nothing stored.
+    let mut client = python_in_sandbox(&world, &bus, app, KVM_CLIENT, &[], "kvm-allow.log");
+    wait_for_gui_dialog(&world, &x, &mut client, &title, "portal-dialog-consent.png");
+    press_answering(&world, &x, &title, &["alt+a"]);
+    let out = client_result(&mut client);
+    assert_eq!(out["api"], 12, "{out}");
+    assert_eq!(
+        stored_device_answers(&world, app),
+        Vec::<serde_json::Value>::new()
+    );
+
+    // Denied and remembered: refused, and the answer is stored.
+    let mut client = python_in_sandbox(&world, &bus, app, KVM_CLIENT, &[], "kvm-deny.log");
+    wait_for_gui_dialog(
+        &world,
+        &x,
+        &mut client,
+        &title,
+        "portal-dialog-consent-again.png",
+    );
+    press(&world, &x, &title, &["alt+r"]);
+    std::fs::write(
+        artifacts_dir().join("portal-dialog-consent-remember.png"),
+        screenshot(&world, &x),
+    )
+    .unwrap();
+    press_answering(&world, &x, &title, &["alt+d"]);
+    let out = client_result(&mut client);
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("NotAllowed") && out.get("api").is_none(),
+        "{out}"
+    );
+    let stored = stored_device_answers(&world, app);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["id"], "kvm", "{stored:?}");
+    assert_eq!(stored[0]["permission"], "deny", "{stored:?}");
+
+    // Remembered: refused at once, with no dialog to answer.
+    let mut client = python_in_sandbox(&world, &bus, app, KVM_CLIENT, &[], "kvm-remembered.log");
+    let out = client_result(&mut client);
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("permission-set devices kvm"),
+        "{out}"
+    );
+    assert!(!window_tree(&world, &x).contains(&title));
+    x.assert_running();
+}
 /// The store window starts, reads the remotes through the store library on
 /// its worker thread, and says why a remote could not be read.
 #[test]
@@ -1134,15 +1475,376 @@ fn the_store_window_installs_and_removes_an_app_from_the_keyboard() {
         .unwrap_or_else(|| panic!("appbox-gui did not exit after SIGTERM:\n{}", gui.log()));
 }
 
-/// The store window as the world's user, once it is on screen. The text
-/// cursor does not blink, so the screen changes only with what it shows.
-fn start_store(world: &World, x: &Xvfb) -> Spawned {
+// ---------------------------------------------------------------------------
+// The store window through AT-SPI, as a screen reader user drives it
+
+/// The AT-SPI driver: Debian's python3 with pyatspi, run as the world's user.
+const ATSPI_DRIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/atspi-driver.py");
+
+const ATSPI_TOOLS: &[&str] = &[
+    "/usr/bin/python3",
+    "/usr/bin/xdotool",
+    "/usr/libexec/at-spi-bus-launcher",
+    "/usr/libexec/at-spi2-registryd",
+    "/usr/lib/python3/dist-packages/pyatspi/__init__.py",
+];
+
+/// The sample app of these tests.
+const SLEEPER: &str = "org.appbox.Sleeper";
+
+/// How long an install or update from the slowed-down server may take.
+const PULL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The store window with accessibility on, and the driver that reads and
+/// works it. The window's session bus activates the accessibility bus
+/// (at-spi-bus-launcher) that the driver reads the window through.
+/// Dropped in field order: the window, then its bus, then the display.
+struct StoreUi<'a> {
+    gui: Spawned,
+    bus: SessionBus,
+    x: Xvfb,
+    world: &'a World,
+}
+
+impl<'a> StoreUi<'a> {
+    fn start(world: &'a World) -> Self {
+        require_programs(ATSPI_TOOLS);
+        let x = Xvfb::start(world);
+        let bus = bus_on_display(world, &x);
+        let address = bus.address();
+        // GTK_A11Y unset: GTK's AT-SPI backend, which finds the accessibility
+        // bus through the session bus.
+        let gui = store_with_env(world, &x, &[("DBUS_SESSION_BUS_ADDRESS", &address)]);
+        StoreUi { gui, bus, x, world }
+    }
+
+    /// Runs the driver with `args`; `wait` bounds each of its waits.
+    fn drive(&self, wait: Duration, args: &[&str]) -> Output {
+        let mut cmd = self.x.client(self.world, "/usr/bin/python3");
+        cmd.arg(ATSPI_DRIVER)
+            .args(["--timeout", &wait.as_secs().to_string()])
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", self.bus.address());
+        output_within(cmd, wait + TIMEOUT)
+    }
+
+    /// Runs the driver, failing the test with its view of the window (and a
+    /// screenshot) if it fails; returns what it printed.
+    fn ok(&mut self, args: &[&str]) -> String {
+        let output = self.drive(TIMEOUT, args);
+        if !output.status.success() {
+            self.shot("failed");
+            self.x.assert_running();
+            panic!(
+                "atspi-driver {args:?}: {}\nappbox-gui said:\n{}",
+                describe(&output),
+                self.gui.log()
+            );
+        }
+        text(&output.stdout)
+    }
+
+    /// Saves the screen as the artifact `store-atspi-NAME.png`.
+    fn shot(&self, name: &str) {
+        let png = artifacts_dir().join(format!("store-atspi-{name}.png"));
+        std::fs::write(&png, screenshot(self.world, &self.x)).unwrap();
+    }
+
+    /// Waits for the toast `message`; fails at once on a "Failed: " toast.
+    fn toast(&mut self, message: &str) {
+        let seen = poll(PULL_TIMEOUT, || {
+            let output = self.drive(Duration::ZERO, &["read", "frame:appbox Store"]);
+            let said = text(&output.stdout);
+            said.lines()
+                .find(|line| *line == message || line.starts_with("Failed: "))
+                .map(str::to_owned)
+        });
+        if seen.as_deref() != Some(message) {
+            self.shot("failed");
+            panic!(
+                "no toast {message:?} but {seen:?}:\n{}\nappbox-gui said:\n{}",
+                describe(&self.drive(TIMEOUT, &["dump"])),
+                self.gui.log()
+            );
+        }
+    }
+
+    /// The progress bar's value, if the bar is on screen. GTK 4.8 exposes
+    /// its fraction, not its text.
+    fn progress(&self) -> Option<f64> {
+        let output = self.drive(Duration::ZERO, &["read", "progress bar:Progress"]);
+        text(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("value ")?.parse().ok())
+    }
+
+    /// Waits for a progress value that `seen` accepts.
+    fn sees_progress(&mut self, what: &str, seen: impl Fn(f64) -> bool) {
+        if poll(PULL_TIMEOUT, || self.progress().filter(|v| seen(*v))).is_none() {
+            self.shot("failed");
+            panic!(
+                "the progress bar never showed {what}:\n{}\nappbox-gui said:\n{}",
+                describe(&self.drive(TIMEOUT, &["dump"])),
+                self.gui.log()
+            );
+        }
+    }
+
+    /// Ends the window with SIGTERM, as a desktop session would.
+    fn close(mut self) {
+        self.x.assert_running();
+        self.gui.signal(libc::SIGTERM);
+        let status = self.gui.wait(TIMEOUT);
+        assert!(
+            status.is_some(),
+            "appbox-gui did not exit after SIGTERM:\n{}",
+            self.gui.log()
+        );
+    }
+}
+
+/// Stops the app's sandboxes when dropped: the window starts them, and
+/// they would outlive a failed test.
+struct KillApp<'a>(&'a World, &'a str);
+
+impl Drop for KillApp<'_> {
+    fn drop(&mut self) {
+        let _ = output_within(self.0.appbox(["kill", self.1]), TIMEOUT);
+    }
+}
+
+/// A signed remote named "local" served by a slow nginx (the progress of a
+/// pull stays on screen for a while), holding the sleeper app.
+struct SlowRemote {
+    repo: PathBuf,
+    key: appbox::store::sign::SecretKey,
+    nginx: appbox_tests::Nginx,
+}
+
+impl SlowRemote {
+    fn start(world: &World) -> Self {
+        let srv = world.root.join("srv");
+        let repo = srv.join("repo");
+        let key = appbox::store::sign::SecretKey::generate();
+        let remote = SlowRemote {
+            repo,
+            key,
+            nginx: appbox_tests::Nginx::serve_with(world, &srv, "limit_rate 128k;"),
+        };
+        remote.publish(world, "1.0", &["--filesystem=home"]);
+        let mut list = appbox::store::remotes::Remotes::default();
+        list.add(
+            "local",
+            appbox::store::remotes::Remote::new(
+                &remote.nginx.url("repo"),
+                &[remote.key.public()],
+                true,
+            ),
+        )
+        .unwrap();
+        let remotes = world.home_dir(".config/appbox").join("remotes.toml");
+        list.save(&remotes).unwrap();
+        chown(&remotes, world.user);
+        remote
+    }
+
+    /// Commits `version` of the sleeper app: a script that sleeps a while,
+    /// and 512 KiB of random bytes that take the server four seconds.
+    fn publish(&self, world: &World, version: &str, permissions: &[&str]) {
+        use appbox::store::catalog::{Entry, EntryKind};
+        let tree = world.root.join(format!("tree-{version}"));
+        std::fs::create_dir_all(tree.join("files/bin")).unwrap();
+        std::fs::create_dir_all(tree.join("files/share")).unwrap();
+        std::fs::create_dir_all(tree.join("export")).unwrap();
+        let quoted: Vec<String> = permissions.iter().map(|p| format!("{p:?}")).collect();
+        std::fs::write(
+            tree.join("metadata.toml"),
+            format!(
+                "id = \"{SLEEPER}\"\nname = \"Sleeper\"\ncommand = \"sleeper\"\nruntime = \"host\"\npermissions = [{}]\n",
+                quoted.join(", ")
+            ),
+        )
+        .unwrap();
+        let script = tree.join("files/bin/sleeper");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut payload = vec![0u8; 512 * 1024];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut payload))
+            .expect("read /dev/urandom");
+        std::fs::write(tree.join("files/share/payload.bin"), &payload).unwrap();
+        let entry = Entry {
+            id: SLEEPER.into(),
+            kind: EntryKind::App,
+            name: "Sleeper".into(),
+            summary: "Sleeps in its sandbox".into(),
+            description: "An app for the store window's accessibility tests.".into(),
+            version: version.into(),
+            license: "MIT".into(),
+            runtime: "host".into(),
+            permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            icon: None,
+            installed_size: payload.len() as u64,
+            published: None,
+        };
+        appbox::store::build::publish_tree(&self.repo, &tree, &entry, Some(&self.key)).unwrap();
+        appbox_tests::make_readable(self.repo.parent().unwrap());
+    }
+}
+
+/// `appbox info --json ID` as the world's user, or None if it is not installed.
+fn app_info(world: &World, id: &str) -> Option<serde_json::Value> {
+    let output = output_within(world.appbox(["info", "--json", id]), TIMEOUT);
+    output
+        .status
+        .success()
+        .then(|| serde_json::from_slice(&output.stdout).expect("appbox info --json"))
+}
+
+/// The apps of the world's running sandboxes, from `appbox ps --json`.
+fn running(world: &World) -> Vec<String> {
+    let output = output_within(world.appbox(["ps", "--json"]), TIMEOUT);
+    assert!(output.status.success(), "{}", describe(&output));
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).expect("ps --json");
+    rows.as_array()
+        .expect("a list")
+        .iter()
+        .map(|row| row["application"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The store issue's acceptance test, driven through the window's
+/// accessibility tree as a screen reader user would: search, install
+/// (watching the progress), open, set a permission, update after a new
+/// commit (allowing its new permission), and remove.
+#[test]
+fn the_store_window_works_through_atspi_from_install_to_removal() {
+    let world = World::new();
+    let remote = SlowRemote::start(&world);
+    let _sandboxes = KillApp(&world, SLEEPER);
+    let mut ui = StoreUi::start(&world);
+
+    // 1. Search: the app's row is listed.
+    ui.ok(&["set-text", "entry:Search apps", "sleep"]);
+    ui.ok(&["wait", "list:Apps", "list item:Sleeper"]);
+    ui.shot("explore");
+
+    // 2. Enter in the search opens the best match; Install shows the pull's
+    // progress, then Open.
+    ui.ok(&["key", "entry:Search apps", "Return"]);
+    ui.ok(&["click", "push button:Install"]);
+    ui.sees_progress("a pull half done", |v| v > 0.0 && v < 1.0);
+    ui.shot("installing");
+    ui.toast(&format!("Installed {SLEEPER}"));
+    ui.ok(&["wait", "push button:Open"]);
+    ui.ok(&["gone", "progress bar:Progress"]);
+    ui.shot("installed");
+    let info = app_info(&world, SLEEPER).expect("installed");
+    assert_eq!(info["entry"]["version"], "1.0", "{info}");
+
+    // 3. Open: the app runs in its sandbox.
+    ui.ok(&["click", "push button:Open"]);
+    let opened = poll(TIMEOUT, || (running(&world) == [SLEEPER]).then_some(()));
+    assert!(
+        opened.is_some(),
+        "Open started no sandbox:\n{}",
+        ui.gui.log()
+    );
+
+    // 4. A switch of "Your choices" becomes the user's override.
+    ui.ok(&["click", "list:Your choices", "check box:Network"]);
+    let overrides = poll(TIMEOUT, || {
+        let info = app_info(&world, SLEEPER)?;
+        (info["overrides"] == serde_json::json!(["--share=network"])).then_some(())
+    });
+    ui.shot("choices");
+    assert!(
+        overrides.is_some(),
+        "the Network switch stored no override: {:?}",
+        app_info(&world, SLEEPER)
+    );
+    let shown = output_within(world.appbox(["info", SLEEPER]), TIMEOUT);
+    assert!(
+        text(&shown.stdout).contains("Overrides: --share=network"),
+        "{}",
+        describe(&shown)
+    );
+
+    // 5. A new commit asks for X11: the Updates page lists it, the window
+    // asks before granting more, and the update keeps the user's choice.
+    remote.publish(&world, "1.1", &["--filesystem=home", "--socket=x11"]);
+    ui.ok(&["click", "push button:Back"]);
+    ui.ok(&["click", "page tab:Updates"]);
+    ui.ok(&["click", "push button:Check for Updates"]);
+    let row = ui.ok(&["read", "list:Updates", "list item:Sleeper"]);
+    assert!(row.contains("1.0 → 1.1"), "{row}");
+    ui.shot("updates");
+    ui.ok(&[
+        "click",
+        "list:Updates",
+        "list item:Sleeper",
+        "push button:Update",
+    ]);
+    let asked = ui.ok(&["read", "dialog:*"]);
+    assert!(
+        asked.contains("Allow New Permissions?") && asked.contains("X11"),
+        "{asked}"
+    );
+    ui.shot("new-permissions");
+    ui.ok(&["click", "dialog:*", "push button:Update"]);
+    // A static delta has no object count to move the bar: it only shows.
+    ui.sees_progress("the update", |_| true);
+    ui.shot("updating");
+    ui.toast(&format!("Updated {SLEEPER}"));
+    ui.ok(&["wait", "list:Updates", "list item:Everything is up to date"]);
+    ui.shot("updated");
+    let info = app_info(&world, SLEEPER).expect("still installed");
+    assert_eq!(info["entry"]["version"], "1.1", "{info}");
+    assert_eq!(
+        info["overrides"],
+        serde_json::json!(["--share=network"]),
+        "{info}"
+    );
+
+    // 6. Close the app (the store refuses to remove a running one), then
+    // remove it from the details the Installed page opens.
+    let closed = output_within(world.appbox(["kill", SLEEPER]), TIMEOUT);
+    assert!(closed.status.success(), "{}", describe(&closed));
+    assert!(
+        poll(TIMEOUT, || running(&world).is_empty().then_some(())).is_some(),
+        "the app still runs: {:?}",
+        running(&world)
+    );
+    ui.ok(&["click", "page tab:Installed"]);
+    ui.ok(&[
+        "key",
+        "list:Installed apps and runtimes",
+        "list item:Sleeper",
+        "Return",
+    ]);
+    ui.ok(&["click", "push button:Remove"]);
+    ui.toast(&format!("Removed {SLEEPER}"));
+    ui.ok(&["wait", "push button:Install"]);
+    ui.shot("removed");
+    assert_eq!(app_info(&world, SLEEPER), None);
+    ui.close();
+}
+
+/// The store window as the world's user, with `env` added, once it is on
+/// screen. The text cursor does not blink, so the screen changes only with
+/// what it shows.
+fn store_with_env(world: &World, x: &Xvfb, env: &[(&str, &str)]) -> Spawned {
     let settings = world.home_dir(".config/gtk-4.0").join("settings.ini");
     std::fs::write(&settings, "[Settings]\ngtk-cursor-blink=false\n").unwrap();
     chown(&settings, world.user);
     let mut cmd = x.client(world, world.gui_path().to_str().unwrap());
-    cmd.env("GSK_RENDERER", "cairo").env("GTK_A11Y", "none");
+    cmd.env("GSK_RENDERER", "cairo").envs(env.iter().copied());
     let mut gui = Spawned::start("appbox-gui".to_owned(), cmd, world.root.join("gui.log"));
     wait_for_window(world, x, &mut gui, "appbox Store");
     gui
+}
+
+/// The store window without accessibility, once it is on screen.
+fn start_store(world: &World, x: &Xvfb) -> Spawned {
+    store_with_env(world, x, &[("GTK_A11Y", "none")])
 }

@@ -2,6 +2,7 @@
 //! it is tested without a display.
 
 pub mod catalog;
+pub mod lists;
 pub mod permissions;
 pub mod portal_dialog;
 pub mod text;

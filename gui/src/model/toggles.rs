@@ -121,7 +121,8 @@ pub const TOGGLES: &[Toggle] = &[
     ),
 ];
 
-fn parse_all(args: &[String]) -> Vec<Change> {
+/// The finish-args that parse; an app's broken one grants nothing.
+pub(crate) fn parse_all(args: &[String]) -> Vec<Change> {
     args.iter()
         .filter_map(|arg| Change::parse(arg).ok())
         .collect()

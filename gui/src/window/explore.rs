@@ -16,7 +16,9 @@ use libadwaita as adw;
 use appbox_gui::model::catalog::search;
 use appbox_gui::model::text;
 
-use super::{details, icon_texture, labelled, scrolled_page, set_accessible_label, timing, Ui};
+use super::{
+    details, icon_texture, labelled, scrolled_page, set_accessible, timing, Accessible, Ui,
+};
 
 pub(crate) struct Explore {
     pub page: gtk::Box,
@@ -280,8 +282,13 @@ fn row_factory(ui: &Rc<Ui>) -> gtk::SignalListItemFactory {
             Some(texture) => widgets.icon.set_paintable(Some(texture)),
             None => widgets.icon.set_icon_name(Some("application-x-executable")),
         }
-        // The row reads as the app's name to a screen reader.
-        set_accessible_label(&row, &name);
+        // The row reads as the app's name to a screen reader: the list item
+        // around it is what AT-SPI presents (GTK 4.8 has no
+        // GtkListItem:accessible-label; that came in 4.12).
+        set_accessible(&row, Accessible::Label, &name);
+        if let Some(list_item_widget) = row.parent() {
+            set_accessible(&list_item_widget, Accessible::Label, &name);
+        }
     });
     factory
 }

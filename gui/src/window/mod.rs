@@ -23,6 +23,7 @@ use libadwaita as adw;
 use appbox::hostfacts::HostFacts;
 use appbox::overrides::OverrideStore;
 use appbox::store::catalog::EntryKind;
+use appbox::store::repo::PullProgress;
 use appbox_gui::model::catalog::{human_size, CatalogItem};
 use appbox_gui::model::text;
 use appbox_gui::worker::{Outcome, Reply, Request, Snapshot, Worker};
@@ -46,7 +47,6 @@ pub(crate) struct Ui {
     worker: Worker,
     /// The user's permission overrides, if the host's directories are known.
     overrides: Option<OverrideStore>,
-    #[allow(dead_code)] // for the portal grants, next
     facts: Option<HostFacts>,
     window: adw::ApplicationWindow,
     toasts: adw::ToastOverlay,
@@ -202,22 +202,7 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
             while let Ok(reply) = replies.recv().await {
                 match reply {
                     Reply::Snapshot(snapshot) => ui.show_snapshot(*snapshot),
-                    Reply::Progress {
-                        id,
-                        fetched,
-                        requested,
-                        bytes,
-                    } => {
-                        if requested > 0 {
-                            ui.progress
-                                .set_fraction(f64::from(fetched) / f64::from(requested));
-                        }
-                        ui.progress.set_text(Some(&format!(
-                            "{}: {fetched} of {requested} objects, {}",
-                            text::one_line(&id),
-                            human_size(bytes)
-                        )));
-                    }
+                    Reply::Progress { id, progress } => ui.show_progress(&id, &progress),
                     Reply::Finished { request, outcome } => {
                         let idle = {
                             let mut state = ui.state.borrow_mut();
@@ -252,6 +237,32 @@ impl Ui {
             self.operation.set_visible(true);
         }
         self.worker.send(request);
+    }
+
+    fn show_progress(&self, id: &str, progress: &PullProgress) {
+        match progress.fraction() {
+            Some(fraction) => self.progress.set_fraction(fraction),
+            None => self.progress.pulse(),
+        }
+        let text = if progress.delta_bytes > 0 {
+            format!(
+                "{}: {} of {}",
+                text::one_line(id),
+                human_size(progress.bytes),
+                human_size(progress.delta_bytes)
+            )
+        } else {
+            format!(
+                "{}: {} of {} objects, {}",
+                text::one_line(id),
+                progress.fetched,
+                progress.requested,
+                human_size(progress.bytes)
+            )
+        };
+        self.progress.set_text(Some(&text));
+        // GTK 4.8 gives screen readers the bar's fraction, not its text.
+        set_accessible(&self.progress, Accessible::Description, &text);
     }
 
     fn toast(&self, message: &str) {
@@ -435,13 +446,26 @@ extern "C" {
     );
 }
 
-/// Sets the name a screen reader reads for `widget`.
-fn set_accessible_label(widget: &impl IsA<gtk::Widget>, label: &str) {
+/// What [`set_accessible`] sets.
+#[derive(Clone, Copy)]
+enum Accessible {
+    /// The name a screen reader reads.
+    Label,
+    /// What it reads after the name.
+    Description,
+}
+
+/// Sets a widget's accessible label or description.
+fn set_accessible(widget: &impl IsA<gtk::Widget>, what: Accessible, text: &str) {
     use glib::translate::ToGlibPtr;
-    let value = label.to_value();
-    let mut properties = [gtk::ffi::GTK_ACCESSIBLE_PROPERTY_LABEL];
+    let value = text.to_value();
+    let mut properties = [match what {
+        Accessible::Label => gtk::ffi::GTK_ACCESSIBLE_PROPERTY_LABEL,
+        Accessible::Description => gtk::ffi::GTK_ACCESSIBLE_PROPERTY_DESCRIPTION,
+    }];
     // SAFETY: every widget is a GtkAccessible; one property and one value,
-    // a string GValue as GTK wants for LABEL; all outlive the call.
+    // a string GValue as GTK wants for LABEL and DESCRIPTION; all outlive
+    // the call.
     unsafe {
         gtk_accessible_update_property_value(
             widget.as_ref().to_glib_none().0,
@@ -464,10 +488,7 @@ fn icon_button(icon: &str, name: &str) -> gtk::Button {
 
 /// Runs an installed app, as its launcher would.
 fn launch(ui: &Ui, id: &str) {
-    let appbox = std::env::current_exe()
-        .map(|exe| exe.with_file_name("appbox"))
-        .unwrap_or_else(|_| "appbox".into());
-    match std::process::Command::new(appbox)
+    match std::process::Command::new(appbox_gui::worker::appbox_binary())
         .args(["run", id])
         .stdin(std::process::Stdio::null())
         .spawn()

@@ -277,7 +277,7 @@ fn progress_printer(quiet: bool) -> Events {
             let _ = write!(
                 stderr,
                 "\r\x1b[KPulling {id} {} {}/{} objects, {}",
-                bar(progress.fetched, progress.requested),
+                bar(progress.fraction()),
                 progress.fetched,
                 progress.requested,
                 human_bytes(progress.bytes)
@@ -294,16 +294,11 @@ fn progress_printer(quiet: bool) -> Events {
     })
 }
 
-/// A 20-cell bar for `done` of `total`.
-fn bar(done: u32, total: u32) -> String {
-    const CELLS: u64 = 20;
-    let (done, total) = (u64::from(done), u64::from(total));
-    let filled = (done.min(total) * CELLS).checked_div(total).unwrap_or(0);
-    format!(
-        "[{}{}]",
-        "#".repeat(filled as usize),
-        "-".repeat((CELLS - filled) as usize)
-    )
+/// A 20-cell bar for a fraction of the work; empty while it is unknown.
+fn bar(fraction: Option<f64>) -> String {
+    const CELLS: usize = 20;
+    let filled = (fraction.unwrap_or(0.0).clamp(0.0, 1.0) * CELLS as f64) as usize;
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(CELLS - filled))
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -118,6 +118,24 @@ pub struct PullProgress {
     pub bytes: u64,
     pub fetched: u32,
     pub requested: u32,
+    /// The size of the static delta being fetched; 0 when objects are
+    /// fetched one by one.
+    pub delta_bytes: u64,
+}
+
+impl PullProgress {
+    /// How far the pull is, from 0 to 1, when that is known: by bytes for a
+    /// static delta (which is one object as far as the object counts go),
+    /// else by objects.
+    pub fn fraction(&self) -> Option<f64> {
+        if self.delta_bytes > 0 {
+            Some((self.bytes as f64 / self.delta_bytes as f64).min(1.0))
+        } else if self.requested > 0 {
+            Some((f64::from(self.fetched) / f64::from(self.requested)).min(1.0))
+        } else {
+            None
+        }
+    }
 }
 
 /// The parts of a summary the store reads.
@@ -567,6 +585,7 @@ impl Repo {
                     bytes: p.uint64("bytes-transferred"),
                     fetched: p.uint("fetched"),
                     requested: p.uint("requested"),
+                    delta_bytes: p.uint64("total-delta-part-size"),
                 })
             });
             let result = self.repo.pull_with_options(
