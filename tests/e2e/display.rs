@@ -1729,9 +1729,17 @@ fn the_store_window_works_through_atspi_from_install_to_removal() {
     ui.ok(&["wait", "list:Apps", "list item:Sleeper"]);
     ui.shot("explore");
 
-    // 2. Enter in the search opens the best match; Install shows the pull's
+    // 2. Enter in the search opens the best match. Cancel stops a pull
+    // under way and installs nothing; Install again shows the pull's
     // progress, then Open.
     ui.ok(&["key", "entry:Search apps", "Return"]);
+    ui.ok(&["click", "push button:Install"]);
+    ui.sees_progress("a pull under way", |v| v < 1.0);
+    ui.ok(&["click", "push button:Cancel"]);
+    ui.toast("Cancelled");
+    ui.ok(&["wait", "push button:Install"]);
+    ui.shot("cancelled");
+    assert_eq!(app_info(&world, SLEEPER), None);
     ui.ok(&["click", "push button:Install"]);
     ui.sees_progress("a pull half done", |v| v > 0.0 && v < 1.0);
     ui.shot("installing");
@@ -1792,8 +1800,8 @@ fn the_store_window_works_through_atspi_from_install_to_removal() {
     );
     ui.shot("new-permissions");
     ui.ok(&["click", "dialog:*", "push button:Update"]);
-    // A static delta has no object count to move the bar: it only shows.
-    ui.sees_progress("the update", |_| true);
+    // A static delta is one object: the bar follows its bytes.
+    ui.sees_progress("the update half done", |v| v > 0.0 && v < 1.0);
     ui.shot("updating");
     ui.toast(&format!("Updated {SLEEPER}"));
     ui.ok(&["wait", "list:Updates", "list item:Everything is up to date"]);
@@ -1827,6 +1835,22 @@ fn the_store_window_works_through_atspi_from_install_to_removal() {
     ui.ok(&["wait", "push button:Install"]);
     ui.shot("removed");
     assert_eq!(app_info(&world, SLEEPER), None);
+
+    // The app's data stayed; Storage offers to delete it, after asking.
+    let data = world.home.join(".var/app").join(SLEEPER);
+    assert!(data.is_dir(), "{} is missing", data.display());
+    ui.ok(&["click", "push button:Back"]);
+    ui.ok(&["click", "page tab:Remotes"]);
+    ui.ok(&["wait", "label:Add a Remote"]);
+    ui.shot("remotes");
+    ui.ok(&["click", "page tab:Storage"]);
+    let delete = format!("push button:Delete the data of {SLEEPER}");
+    ui.ok(&["wait", &delete]);
+    ui.shot("storage");
+    ui.ok(&["click", &delete]);
+    ui.ok(&["click", "dialog:*", "push button:Delete"]);
+    ui.toast(&format!("Deleted the data of {SLEEPER}"));
+    assert!(!data.exists(), "{} is still there", data.display());
     ui.close();
 }
 
