@@ -4,7 +4,7 @@
 //! models they changed, with no rows rebuilt. Icons are decoded when a row
 //! first shows them, and kept.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -20,6 +20,9 @@ use super::{
     details, icon_texture, labelled, scrolled_page, set_accessible, timing, Accessible, Ui,
 };
 
+/// How many catalog items the list gets before its first frame.
+const FIRST_SCREENFUL: usize = 30;
+
 pub(crate) struct Explore {
     pub page: gtk::Box,
     search: gtk::SearchEntry,
@@ -32,6 +35,8 @@ pub(crate) struct Explore {
     status: adw::StatusPage,
     /// Decoded icons, by catalog index; emptied with each new catalog.
     icons: RefCell<HashMap<usize, Option<gtk::gdk::Texture>>>,
+    /// Counts the catalogs shown, so that late work for an old one stops.
+    generation: Cell<u64>,
 }
 
 impl Explore {
@@ -81,6 +86,7 @@ impl Explore {
             stack,
             status,
             icons: RefCell::default(),
+            generation: Cell::default(),
         }
     }
 
@@ -257,30 +263,28 @@ fn row_factory(ui: &Rc<Ui>) -> gtk::SignalListItemFactory {
         else {
             return;
         };
-        let Some(catalog_item) = ui.state.borrow().snapshot.catalog.get(index).cloned() else {
-            return;
-        };
-        let texture = ui
-            .explore
-            .icons
-            .borrow_mut()
-            .entry(index)
-            .or_insert_with(|| icon_texture(&catalog_item))
-            .clone();
         let Some(widgets) = RowWidgets::of(&row) else {
             return;
         };
-        let name = text::one_line(&catalog_item.entry.name);
+        let name = {
+            let state = ui.state.borrow();
+            let Some(shown) = state.snapshot.catalog.get(index) else {
+                return;
+            };
+            widgets
+                .summary
+                .set_text(&text::one_line(&shown.entry.summary));
+            widgets.installed.set_visible(shown.installed.is_some());
+            text::one_line(&shown.entry.name)
+        };
         widgets.name.set_text(&name);
-        widgets
-            .summary
-            .set_text(&text::one_line(&catalog_item.entry.summary));
-        widgets
-            .installed
-            .set_visible(catalog_item.installed.is_some());
-        match &texture {
-            Some(texture) => widgets.icon.set_paintable(Some(texture)),
-            None => widgets.icon.set_icon_name(Some("application-x-executable")),
+        let cached = ui.explore.icons.borrow().get(&index).cloned();
+        match cached {
+            Some(texture) => show_icon(&widgets.icon, texture.as_ref()),
+            None => {
+                show_icon(&widgets.icon, None);
+                decode_icon_later(&ui, item.clone(), index, widgets.icon);
+            }
         }
         // The row reads as the app's name to a screen reader: the list item
         // around it is what AT-SPI presents (GTK 4.8 has no
@@ -291,6 +295,45 @@ fn row_factory(ui: &Rc<Ui>) -> gtk::SignalListItemFactory {
         }
     });
     factory
+}
+
+fn show_icon(image: &gtk::Image, texture: Option<&gtk::gdk::Texture>) {
+    match texture {
+        Some(texture) => image.set_paintable(Some(texture)),
+        None => image.set_icon_name(Some("application-x-executable")),
+    }
+}
+
+/// Decodes a row's icon once the main loop is idle, after the frames it
+/// owes: a new catalog shows its names at once and its icons right after,
+/// instead of waiting for every row GTK prepares to decode its icon.
+fn decode_icon_later(ui: &Rc<Ui>, list_item: gtk::ListItem, index: usize, image: gtk::Image) {
+    let ui_weak = Rc::downgrade(ui);
+    glib::idle_add_local_once(move || {
+        let Some(ui) = ui_weak.upgrade() else {
+            return;
+        };
+        // The row may show another app by now, or the catalog be new.
+        if list_item.item().and_then(|object| index_of(&object)) != Some(index) {
+            return;
+        }
+        let cached = ui.explore.icons.borrow().get(&index).cloned();
+        let texture = match cached {
+            Some(texture) => texture,
+            None => {
+                let decoded = ui
+                    .state
+                    .borrow()
+                    .snapshot
+                    .catalog
+                    .get(index)
+                    .and_then(icon_texture);
+                ui.explore.icons.borrow_mut().insert(index, decoded.clone());
+                decoded
+            }
+        };
+        show_icon(&image, texture.as_ref());
+    });
 }
 
 /// Shows the snapshot's catalog, with the search as typed.
@@ -308,8 +351,38 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
     explore.icons.borrow_mut().clear();
     // Ranks first, so that the new items are filtered as they arrive.
     rank_all(ui, &explore.search.text());
-    let objects: Vec<glib::BoxedAnyObject> = (0..total).map(glib::BoxedAnyObject::new).collect();
-    explore.items.splice(0, explore.items.n_items(), &objects);
+    // The best-ranked items first, the rest once the first frame is out:
+    // GTK 4.8's list view makes a row for up to 200 items at once, and the
+    // window needs only a screenful to show the catalog.
+    let mut order: Vec<usize> = (0..total).collect();
+    {
+        let state = ui.state.borrow();
+        order.sort_by_key(|&index| {
+            state
+                .visible
+                .get(index)
+                .copied()
+                .flatten()
+                .unwrap_or(usize::MAX)
+        });
+    }
+    let objects: Vec<glib::BoxedAnyObject> =
+        order.into_iter().map(glib::BoxedAnyObject::new).collect();
+    let (first, rest) = objects.split_at(objects.len().min(FIRST_SCREENFUL));
+    explore.items.splice(0, explore.items.n_items(), first);
+    let generation = explore.generation.get() + 1;
+    explore.generation.set(generation);
+    if !rest.is_empty() {
+        let (ui_weak, rest) = (Rc::downgrade(ui), rest.to_vec());
+        glib::idle_add_local_once(move || {
+            // Unless a newer catalog has replaced this one meanwhile.
+            if let Some(ui) = ui_weak.upgrade() {
+                if ui.explore.generation.get() == generation {
+                    ui.explore.items.extend_from_slice(&rest);
+                }
+            }
+        });
+    }
     if count == 0 {
         explore
             .status

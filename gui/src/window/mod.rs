@@ -240,7 +240,17 @@ impl Ui {
     }
 
     fn show_progress(&self, id: &str, progress: &PullProgress) {
-        match progress.fraction() {
+        // What the catalog says the pull downloads, to follow it by bytes.
+        let expected = self
+            .state
+            .borrow()
+            .snapshot
+            .catalog
+            .iter()
+            .find(|item| item.entry.id == id)
+            .and_then(|item| item.entry.published.as_ref())
+            .map(|published| published.download_size);
+        match progress.fraction(expected) {
             Some(fraction) => self.progress.set_fraction(fraction),
             None => self.progress.pulse(),
         }

@@ -277,7 +277,7 @@ fn progress_printer(quiet: bool) -> Events {
             let _ = write!(
                 stderr,
                 "\r\x1b[KPulling {id} {} {}/{} objects, {}",
-                bar(progress.fraction()),
+                bar(progress.fraction(None)),
                 progress.fetched,
                 progress.requested,
                 human_bytes(progress.bytes)

@@ -125,11 +125,15 @@ pub struct PullProgress {
 
 impl PullProgress {
     /// How far the pull is, from 0 to 1, when that is known: by bytes for a
-    /// static delta (which is one object as far as the object counts go),
-    /// else by objects.
-    pub fn fraction(&self) -> Option<f64> {
+    /// static delta (which is one object as far as the object counts go) or
+    /// when the caller expects `expected_bytes` (a catalog's download size),
+    /// else by objects, which can sit still while one big object comes.
+    pub fn fraction(&self, expected_bytes: Option<u64>) -> Option<f64> {
+        let by_bytes = |total: u64| (self.bytes as f64 / total as f64).min(1.0);
         if self.delta_bytes > 0 {
-            Some((self.bytes as f64 / self.delta_bytes as f64).min(1.0))
+            Some(by_bytes(self.delta_bytes))
+        } else if let Some(total) = expected_bytes.filter(|total| *total > 0) {
+            Some(by_bytes(total))
         } else if self.requested > 0 {
             Some((f64::from(self.fetched) / f64::from(self.requested)).min(1.0))
         } else {
