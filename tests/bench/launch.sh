@@ -195,6 +195,11 @@ if command -v dbus-daemon >/dev/null 2>&1; then
         --address="unix:path=$work/bus/socket")
     bus_cmd=(-n "appbox run, with a session bus"
         "env DBUS_SESSION_BUS_ADDRESS=unix:path=$work/bus/socket $work/appbox run --app-dir $work/true-app")
+    if ((${#flatpak_cmd[@]})); then
+        # flatpak puts its xdg-dbus-proxy between the app and this bus.
+        bus_cmd+=(-n "flatpak run, with a session bus"
+            "env DBUS_SESSION_BUS_ADDRESS=unix:path=$work/bus/socket flatpak run org.appbox.BenchTrue")
+    fi
 fi
 
 # --- launch time ---------------------------------------------------------------
@@ -244,10 +249,12 @@ measure_rss "bwrap" bwrap $BWRAP_ARGS /usr/bin/sleep 1
 
 python3 - "$work/out/launch.json" "$work/out/rss.tsv" "$flatpak_reason" <<'EOF'
 import json
+import os
 import statistics
 import sys
 
 launch_file, rss_file, flatpak_reason = sys.argv[1:4]
+rss_by_name = {}
 results = json.load(open(launch_file))["results"]
 medians = {}
 for r in results:
@@ -290,6 +297,20 @@ print("  'namespaces alone' is unshare(1) making the same kinds of namespaces an
 print("  mounting /proc, with no root, no Landlock and no seccomp: a launcher can")
 print("  not beat that ratio.")
 
+# For tests/bench/report.sh: measure, appbox, reference, reference value, unit, target.
+summary = os.environ.get("APPBOX_BENCH_SUMMARY")
+def record(measure, appbox, reference, reference_value, unit, target="-"):
+    if summary and appbox is not None and reference_value is not None:
+        with open(summary, "a") as out:
+            out.write(f"{measure}\t{appbox:.3f}\t{reference}\t{reference_value:.3f}\t{unit}\t{target}\n")
+
+BUS = "appbox run, with a session bus"
+record("launch, no bus", medians.get(APPBOX), "bwrap", medians.get("bwrap, minimal sandbox"), "ms", "0.8")
+record("launch, no bus", medians.get(APPBOX), "bwrap, same mounts", medians.get("bwrap, appbox's sandbox"), "ms")
+record("launch, no bus", medians.get(APPBOX), "flatpak run", medians.get("flatpak run (trivial app)"), "ms", "0.12")
+record("launch, with a bus", medians.get(BUS), "bwrap (no bus)", medians.get("bwrap, minimal sandbox"), "ms")
+record("launch, with a bus", medians.get(BUS), "flatpak run, with a bus", medians.get("flatpak run, with a session bus"), "ms", "0.12")
+
 print()
 print("Memory of the process that stays outside the sandbox while the app runs (MB = 10^6 bytes):")
 print(f"  {'process':<16} {'VmRSS':>8} {'VmHWM (peak)':>13}   target")
@@ -300,4 +321,6 @@ for line in open(rss_file):
     if name.startswith("appbox"):
         target = "≤ 2 MB while the app runs  " + ("met" if rss_mb <= 2.0 else "NOT met")
     print(f"  {name:<16} {rss_mb:7.2f}  {hwm_mb:12.2f}   {target}")
+    rss_by_name[name] = rss_mb
+record("launcher RSS while the app runs", rss_by_name.get("appbox monitor"), "bwrap", rss_by_name.get("bwrap"), "MB", "-")
 EOF

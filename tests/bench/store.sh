@@ -543,6 +543,7 @@ nginx_pid=""
 # --- report ----------------------------------------------------------------------
 
 python3 - "$work/out" "$RUNS" "$MIB" "$who" "$flatpak_version" "$flatpak_reason" <<'EOF'
+import os
 import statistics
 import sys
 from collections import defaultdict
@@ -700,4 +701,18 @@ for side in SIDES:
     if twice:
         print(f"  {side} downloaded the changed file twice, in the static delta and as a loose object,")
         print(f"  in {len(twice)} of {len(results[('update', side)])} updates.")
+
+# For tests/bench/report.sh: measure, appbox, reference, reference value, unit, target.
+summary = os.environ.get("APPBOX_BENCH_SUMMARY")
+if summary:
+    with open(summary, "a") as out_file:
+        for measure, phase, key, unit in [
+            ("install a small app", "install", "ms", "ms"),
+            ("install a small app, bytes", "install", "bytes", "bytes"),
+            ("update, one 1 MiB file changed", "update", "ms", "ms"),
+            ("update, one 1 MiB file changed, bytes", "update", "bytes", "bytes"),
+        ]:
+            a, f = median(phase, "appbox", key), median(phase, "flatpak", key)
+            if a is not None and f is not None:
+                out_file.write(f"{measure}\t{a:.3f}\tflatpak\t{f:.3f}\t{unit}\t-\n")
 EOF

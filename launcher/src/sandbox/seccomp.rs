@@ -230,15 +230,112 @@ pub fn compile(policy: &SeccompPolicy) -> Result<BpfProgram, SeccompError> {
     let mut families: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     families.insert(libc::SYS_socket, vec![SeccompRule::new(family_conditions)?]);
 
+    let filtered: Vec<u32> = eperm
+        .keys()
+        .chain(enosys.keys())
+        .chain(families.keys())
+        .map(|nr| *nr as u32)
+        .collect();
     let mut first = filter(eperm, libc::EPERM)?;
     if policy.kill_foreign_abis {
         kill_x32(&mut first);
     }
-    Ok(chain(vec![
+    let mut program = chain(vec![
         first,
         filter(enosys, libc::ENOSYS)?,
         filter(families, libc::EAFNOSUPPORT)?,
-    ]))
+    ]);
+    // Right after the checks of the arch (and of x32), where the filters begin.
+    let at = if policy.kill_foreign_abis { 6 } else { 3 };
+    if let Some(fast) = fast_allow(&filtered) {
+        let at = at.min(program.len());
+        program.splice(at..at, fast);
+    }
+    Ok(program)
+}
+
+/// Where a jump of the fast path goes.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The next instruction plus this many.
+    Skip(usize),
+    /// The fast path's "allow".
+    Allow,
+    /// The filters, for a call they have a rule for.
+    Filters,
+}
+
+/// A binary search over the numbers the filters have rules for, run before
+/// them: seccompiler tests a call against each rule in turn, so every
+/// allowed call (nearly all of them) paid for some 60 comparisons; now it
+/// pays for about seven, and only the filtered calls go on to the filters.
+/// `None` if the search would not fit BPF's 8-bit jumps.
+fn fast_allow(filtered: &[u32]) -> Option<Vec<sock_filter>> {
+    const BPF_LD_W_ABS: u16 = 0x20;
+    const BPF_JMP_JEQ_K: u16 = 0x15;
+    const BPF_JMP_JGE_K: u16 = 0x35;
+    let mut numbers = filtered.to_vec();
+    numbers.sort_unstable();
+    numbers.dedup();
+    if numbers.is_empty() {
+        return None;
+    }
+    // (code, jump if true, jump if false, k)
+    type Insn = (u16, Target, Target, u32);
+    fn search(numbers: &[u32]) -> Vec<Insn> {
+        if numbers.len() <= 2 {
+            let mut code: Vec<Insn> = numbers
+                .iter()
+                .map(|nr| (BPF_JMP_JEQ_K, Target::Filters, Target::Skip(0), *nr))
+                .collect();
+            code.push((BPF_JMP_JA, Target::Allow, Target::Allow, 0));
+            return code;
+        }
+        let (low, high) = numbers.split_at(numbers.len() / 2);
+        let (left, right) = (search(low), search(high));
+        let mut code = vec![(
+            BPF_JMP_JGE_K,
+            Target::Skip(left.len()),
+            Target::Skip(0),
+            high[0],
+        )];
+        code.extend(left);
+        code.extend(right);
+        code
+    }
+    let mut code = vec![(BPF_LD_W_ABS, Target::Skip(0), Target::Skip(0), 0)];
+    code.extend(search(&numbers));
+    let allow = code.len();
+    let offset = |pc: usize, target: Target| match target {
+        Target::Skip(n) => n,
+        Target::Allow => allow - pc - 1,
+        Target::Filters => allow - pc,
+    };
+    let mut program = Vec::with_capacity(code.len() + 1);
+    for (pc, (op, if_true, if_false, k)) in code.into_iter().enumerate() {
+        program.push(if op == BPF_JMP_JA {
+            sock_filter {
+                code: op,
+                jt: 0,
+                jf: 0,
+                k: offset(pc, if_true) as u32,
+            }
+        } else {
+            sock_filter {
+                code: op,
+                jt: u8::try_from(offset(pc, if_true)).ok()?,
+                jf: u8::try_from(offset(pc, if_false)).ok()?,
+                k,
+            }
+        });
+    }
+    program.push(sock_filter {
+        code: BPF_RET_K,
+        jt: 0,
+        jf: 0,
+        k: libc::SECCOMP_RET_ALLOW,
+    });
+    Some(program)
 }
 
 /// Installs the program on the calling thread. no_new_privs must already be set.
@@ -345,6 +442,43 @@ mod tests {
         );
         assert_eq!(call(0x4000_0000 | libc::SYS_getpid, none), kill, "x32");
         assert_eq!(run(&program, AUDIT_ARCH_I386, 20, none), kill, "i386");
+    }
+
+    #[test]
+    fn the_fast_path_changes_no_decision() {
+        let policy = SeccompPolicy::default_for_apps();
+        let with = compile(&policy).unwrap();
+        let without = compile_without_fast_path(&policy);
+        assert!(with.len() > without.len(), "no fast path");
+        let arg_sets: [[u64; 6]; 5] = [
+            [0; 6],
+            [1, 1, 0, 0, 0, 0],
+            [17, 0x5412, 0, 0, 0, 0],
+            [0x1000_0000, 0x541c, 0, 0, 0, 0],
+            [8, 0x5412 | 1 << 32, 0, 0, 0, 0],
+        ];
+        for nr in 0..600 {
+            for args in arg_sets {
+                assert_eq!(
+                    run(&with, AUDIT_ARCH_X86_64, nr, args),
+                    run(&without, AUDIT_ARCH_X86_64, nr, args),
+                    "system call {nr} with {args:?}"
+                );
+            }
+        }
+    }
+
+    /// [`compile`] with the fast path taken out again.
+    fn compile_without_fast_path(policy: &SeccompPolicy) -> BpfProgram {
+        let mut program = compile(policy).unwrap();
+        // The fast path starts with a load of the number and ends with the
+        // first "allow" after it.
+        let start = if policy.kill_foreign_abis { 6 } else { 3 };
+        let end = (start..program.len())
+            .find(|pc| program[*pc].code == BPF_RET_K && program[*pc].k == libc::SECCOMP_RET_ALLOW)
+            .unwrap();
+        program.drain(start..=end);
+        program
     }
 
     #[test]
