@@ -1492,6 +1492,12 @@ const ATSPI_TOOLS: &[&str] = &[
 /// The sample app of these tests.
 const SLEEPER: &str = "org.appbox.Sleeper";
 
+/// An app whose pull takes the slowed-down server half a minute.
+const HEAVY: &str = "org.appbox.Heavy";
+
+/// The largest file of a published app's payload.
+const PAYLOAD_PART: usize = 512 * 1024;
+
 /// How long an install or update from the slowed-down server may take.
 const PULL_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -1632,6 +1638,7 @@ impl SlowRemote {
             nginx: appbox_tests::Nginx::serve_with(world, &srv, "limit_rate 128k;"),
         };
         remote.publish(world, "1.0", &["--filesystem=home"]);
+        remote.publish_app(world, HEAVY, "Heavy", "1.0", &[], 32 << 20);
         let mut list = appbox::store::remotes::Remotes::default();
         list.add(
             "local",
@@ -1649,10 +1656,25 @@ impl SlowRemote {
     }
 
     /// Commits `version` of the sleeper app: a script that sleeps a while,
-    /// and 512 KiB of random bytes that take the server four seconds.
+    /// and 2 MiB of random bytes that take the server sixteen seconds, so
+    /// that a slow driver still sees the bar on its way.
     fn publish(&self, world: &World, version: &str, permissions: &[&str]) {
+        self.publish_app(world, SLEEPER, "Sleeper", version, permissions, 2 << 20);
+    }
+
+    /// Commits `version` of app `id`: a script that sleeps a while, and
+    /// `payload` random bytes (128 KiB take the server a second).
+    fn publish_app(
+        &self,
+        world: &World,
+        id: &str,
+        name: &str,
+        version: &str,
+        permissions: &[&str],
+        payload: usize,
+    ) {
         use appbox::store::catalog::{Entry, EntryKind};
-        let tree = world.root.join(format!("tree-{version}"));
+        let tree = world.root.join(format!("tree-{id}-{version}"));
         std::fs::create_dir_all(tree.join("files/bin")).unwrap();
         std::fs::create_dir_all(tree.join("files/share")).unwrap();
         std::fs::create_dir_all(tree.join("export")).unwrap();
@@ -1660,7 +1682,7 @@ impl SlowRemote {
         std::fs::write(
             tree.join("metadata.toml"),
             format!(
-                "id = \"{SLEEPER}\"\nname = \"Sleeper\"\ncommand = \"sleeper\"\nruntime = \"host\"\npermissions = [{}]\n",
+                "id = \"{id}\"\nname = \"{name}\"\ncommand = \"sleeper\"\nruntime = \"host\"\npermissions = [{}]\n",
                 quoted.join(", ")
             ),
         )
@@ -1668,15 +1690,18 @@ impl SlowRemote {
         let script = tree.join("files/bin/sleeper");
         std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let mut payload = vec![0u8; 512 * 1024];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut payload))
-            .expect("read /dev/urandom");
-        std::fs::write(tree.join("files/share/payload.bin"), &payload).unwrap();
+        // Files of at most 512 KiB: libostree notices a cancel between
+        // objects, not in the middle of one.
+        let mut random = std::fs::File::open("/dev/urandom").expect("open /dev/urandom");
+        for (part, start) in (0..payload).step_by(PAYLOAD_PART).enumerate() {
+            let mut bytes = vec![0u8; PAYLOAD_PART.min(payload - start)];
+            random.read_exact(&mut bytes).expect("read /dev/urandom");
+            std::fs::write(tree.join(format!("files/share/payload-{part}.bin")), &bytes).unwrap();
+        }
         let entry = Entry {
-            id: SLEEPER.into(),
+            id: id.into(),
             kind: EntryKind::App,
-            name: "Sleeper".into(),
+            name: name.into(),
             summary: "Sleeps in its sandbox".into(),
             description: "An app for the store window's accessibility tests.".into(),
             version: version.into(),
@@ -1684,7 +1709,7 @@ impl SlowRemote {
             runtime: "host".into(),
             permissions: permissions.iter().map(|p| p.to_string()).collect(),
             icon: None,
-            installed_size: payload.len() as u64,
+            installed_size: payload as u64,
             published: None,
         };
         appbox::store::build::publish_tree(&self.repo, &tree, &entry, Some(&self.key)).unwrap();
@@ -1729,17 +1754,9 @@ fn the_store_window_works_through_atspi_from_install_to_removal() {
     ui.ok(&["wait", "list:Apps", "list item:Sleeper"]);
     ui.shot("explore");
 
-    // 2. Enter in the search opens the best match. Cancel stops a pull
-    // under way and installs nothing; Install again shows the pull's
+    // 2. Enter in the search opens the best match; Install shows the pull's
     // progress, then Open.
     ui.ok(&["key", "entry:Search apps", "Return"]);
-    ui.ok(&["click", "push button:Install"]);
-    ui.sees_progress("a pull under way", |v| v < 1.0);
-    ui.ok(&["click", "push button:Cancel"]);
-    ui.toast("Cancelled");
-    ui.ok(&["wait", "push button:Install"]);
-    ui.shot("cancelled");
-    assert_eq!(app_info(&world, SLEEPER), None);
     ui.ok(&["click", "push button:Install"]);
     ui.sees_progress("a pull half done", |v| v > 0.0 && v < 1.0);
     ui.shot("installing");
@@ -1851,6 +1868,20 @@ fn the_store_window_works_through_atspi_from_install_to_removal() {
     ui.ok(&["click", "dialog:*", "push button:Delete"]);
     ui.toast(&format!("Deleted the data of {SLEEPER}"));
     assert!(!data.exists(), "{} is still there", data.display());
+
+    // Cancel stops a pull under way and installs nothing. The heavy app
+    // takes the server half a minute, so the pull is surely still running.
+    ui.ok(&["click", "page tab:Explore"]);
+    ui.ok(&["set-text", "entry:Search apps", "heavy"]);
+    ui.ok(&["wait", "list:Apps", "list item:Heavy"]);
+    ui.ok(&["key", "entry:Search apps", "Return"]);
+    ui.ok(&["click", "push button:Install"]);
+    ui.sees_progress("a pull under way", |v| v < 1.0);
+    ui.ok(&["click", "push button:Cancel"]);
+    ui.toast("Cancelled");
+    ui.ok(&["wait", "push button:Install"]);
+    ui.shot("cancelled");
+    assert_eq!(app_info(&world, HEAVY), None);
     ui.close();
 }
 

@@ -278,7 +278,10 @@ impl Ui {
     fn toast(&self, message: &str) {
         // A toast's title is Pango markup in libadwaita 1.2.
         let escaped = glib::markup_escape_text(&text::one_line(message));
-        self.toasts.add_toast(adw::Toast::new(&escaped));
+        // Ten seconds rather than five: the messages name apps by their
+        // ids, which take a while to read.
+        let toast = adw::Toast::builder().title(escaped.as_str()).timeout(10).build();
+        self.toasts.add_toast(toast);
     }
 
     fn show_snapshot(self: &Rc<Self>, snapshot: Snapshot) {
