@@ -56,6 +56,21 @@ pub fn load<T: DeserializeOwned + Default>(path: &Path) -> Result<T, StoreError>
     serde_json::from_slice(&bytes).map_err(|e| damaged(path, e))
 }
 
+/// Takes an exclusive lock on the file `path` (made if need be), waiting for
+/// whoever holds it; it is released when the returned file closes.
+pub fn lock_file(path: &Path) -> io::Result<File> {
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    // SAFETY: flock on a descriptor we own; it is released when `lock` closes.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lock)
+}
+
 /// Changes the contents of `path` under its lock (`path` with `.lock`) and
 /// writes them back atomically; nothing is written if `change` fails.
 pub fn update<T, R, E>(path: &Path, change: impl FnOnce(&mut T) -> Result<R, E>) -> Result<R, E>
@@ -65,16 +80,7 @@ where
 {
     let dir = path.parent().unwrap_or(Path::new("/"));
     std::fs::create_dir_all(dir).map_err(io("create the directory of", path))?;
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path.with_extension("lock"))
-        .map_err(io("lock", path))?;
-    // SAFETY: flock on a descriptor we own; it is released when `lock` closes.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io("lock", path)(io::Error::last_os_error()).into());
-    }
+    let _lock = lock_file(&path.with_extension("lock")).map_err(io("lock", path))?;
     let mut contents: T = load(path)?;
     let result = change(&mut contents)?;
     let mut bytes = serde_json::to_vec_pretty(&contents).map_err(|e| damaged(path, e))?;

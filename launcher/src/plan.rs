@@ -295,6 +295,11 @@ pub struct SandboxPlan {
     pub mounts: Vec<MountOp>,
     pub landlock: Vec<LandlockRule>,
     pub seccomp: SeccompPolicy,
+    /// The most tasks (processes and threads) the sandbox may hold at once;
+    /// see [`DEFAULT_MAX_PROCESSES`]. Records written before the limit
+    /// existed read back with the default.
+    #[serde(default = "default_max_processes")]
+    pub max_processes: u64,
     pub env: BTreeMap<String, String>,
     pub cwd: PathBuf,
     /// `argv[0]` is an absolute path inside the sandbox; nothing is looked up in PATH.
@@ -303,6 +308,22 @@ pub struct SandboxPlan {
     pub permissions: Vec<String>,
     /// Things the user should know, such as a granted socket whose host side is missing.
     pub notes: Vec<String>,
+}
+
+/// How many tasks (processes and threads) one sandbox may hold at once, so a
+/// fork bomb inside it runs out of processes long before the host does.
+///
+/// Enforced as `RLIMIT_NPROC` on every process of the sandbox, set after it
+/// entered the sandbox's user namespace (see `sandbox::limits`). Since Linux
+/// 5.14 the kernel counts that limit per user namespace, so it counts this
+/// sandbox's tasks only: neither the user's other processes nor other
+/// sandboxes. Busy browsers run a few hundred to a couple of thousand
+/// threads; 4096 leaves them room while staying far below the host's
+/// `kernel.pid_max` (32768 on many systems).
+pub const DEFAULT_MAX_PROCESSES: u64 = 4096;
+
+fn default_max_processes() -> u64 {
+    DEFAULT_MAX_PROCESSES
 }
 
 /// Host `/etc` entries a host-runtime app needs; each is bound read-only if present.
@@ -563,6 +584,7 @@ pub fn plan(request: &LaunchRequest, facts: &HostFacts) -> Result<SandboxPlan, P
         mounts,
         landlock,
         seccomp: SeccompPolicy::default_for_apps(),
+        max_processes: DEFAULT_MAX_PROCESSES,
         env,
         cwd: match request.build_dir {
             Some(_) => PathBuf::from(BUILD_DIR_IN_SANDBOX),
@@ -874,14 +896,20 @@ fn host_path(facts: &HostFacts, location: &FsLocation) -> Option<PathBuf> {
 /// Where appbox keeps its own state: its config and overrides, its store, the
 /// launchers it exports, and its instance records. An app that could write
 /// there could rewrite its own or another app's permissions (firejail #7154).
-fn appbox_state_dirs(facts: &HostFacts) -> [PathBuf; 4] {
+/// Also the session bus's activation files (in the data home and the runtime
+/// dir), where `appbox run` registers the portal: every app may start the
+/// portal, so an app that rewrote them would start its own program outside
+/// any sandbox.
+fn appbox_state_dirs(facts: &HostFacts) -> [PathBuf; 6] {
     let config = facts.config_home();
     let data = facts.data_home();
     [
         config.join("appbox"),
         data.join("appbox"),
         data.join("applications"),
+        data.join("dbus-1"),
         facts.runtime_dir.join("appbox"),
+        facts.runtime_dir.join("dbus-1"),
     ]
 }
 
@@ -1428,6 +1456,58 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    fn facts(uid: u32) -> HostFacts {
+        let home = PathBuf::from(if uid == 0 { "/root" } else { "/home/ada" });
+        HostFacts {
+            uid,
+            gid: uid,
+            user_name: "ada".into(),
+            user_dirs: BTreeMap::new(),
+            runtime_dir: PathBuf::from(format!("/run/user/{uid}")),
+            home,
+            env: BTreeMap::new(),
+            hostname: "host".into(),
+            merged_usr: true,
+            root_dirs: Vec::new(),
+            wayland_socket: None,
+        }
+    }
+
+    fn request() -> LaunchRequest {
+        let text = "id = \"org.example.Limits\"\nname = \"Limits\"\ncommand = \"app\"\nruntime = \"host\"\npermissions = [\"--share=network\"]\n";
+        LaunchRequest {
+            metadata: AppMetadata::parse(text, Path::new("metadata.toml")).unwrap(),
+            app_files: PathBuf::from("/apps/org.example.Limits/files"),
+            runtime_files: None,
+            overrides: Vec::new(),
+            command: None,
+            args: Vec::new(),
+            bus_proxy_socket: None,
+            build_dir: None,
+            documents: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_sandbox_gets_the_process_limit() {
+        for uid in [1000, 0] {
+            let plan = plan(&request(), &facts(uid)).unwrap();
+            assert_eq!(plan.max_processes, DEFAULT_MAX_PROCESSES, "uid {uid}");
+        }
+        // Room for a busy browser, and far below a 32768 pid_max.
+        const { assert!(DEFAULT_MAX_PROCESSES >= 2048 && DEFAULT_MAX_PROCESSES <= 8192) };
+    }
+
+    #[test]
+    fn a_record_without_the_limit_reads_back_with_the_default() {
+        let plan = plan(&request(), &facts(1000)).unwrap();
+        let mut json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["max_processes"], DEFAULT_MAX_PROCESSES);
+        json.as_object_mut().unwrap().remove("max_processes");
+        let read: SandboxPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(read, plan);
     }
 
     #[test]

@@ -1411,6 +1411,47 @@ fn writable_grants_of_appbox_state_are_refused() {
     .is_ok());
 }
 
+/// The session bus starts what the activation files in its service dirs name,
+/// outside any sandbox, and every app may start appbox's portal: those dirs
+/// are appbox's state too (firejail #7154). A home grant covers the data
+/// home's read-only (made beforehand, so the app cannot make it first), and a
+/// writable grant of either is refused.
+#[test]
+fn bus_activation_dirs_stay_read_only() {
+    for grant in ["--filesystem=home", "--filesystem=xdg-data"] {
+        let plan = plan_user(&[grant], &[]);
+        assert!(
+            binds(&plan).any(|(_, dest, access, ..)| dest
+                == Path::new("/home/ada/.local/share/dbus-1")
+                && access == BindAccess::ReadOnly),
+            "{grant}: the bus's activation files stay writable"
+        );
+        assert!(plan
+            .host_dirs
+            .iter()
+            .any(|d| d.path_in_home == Path::new(".local/share/dbus-1")));
+    }
+    for grant in [
+        "--filesystem=xdg-data/dbus-1",
+        "--filesystem=xdg-data/dbus-1/services:create",
+        "--filesystem=~/.local/share/dbus-1/services",
+        "--filesystem=xdg-run/dbus-1",
+        "--filesystem=xdg-run/dbus-1/services",
+    ] {
+        let result = plan(&request(&[grant], &[]), &user_facts());
+        assert!(
+            matches!(result, Err(appbox::plan::PlanError::StateGrant { .. })),
+            "{grant}: {result:?}"
+        );
+    }
+    // Reading them is allowed.
+    assert!(plan(
+        &request(&["--filesystem=xdg-data/dbus-1:ro"], &[]),
+        &user_facts()
+    )
+    .is_ok());
+}
+
 #[test]
 fn appbox_state_follows_the_xdg_base_dirs() {
     let mut facts = user_facts();

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,12 +27,17 @@ pub enum ScriptError {
 
 pub struct ScriptQueue {
     queue: PathBuf,
+    /// Questions asked at once (each on a blocking thread of its own) take
+    /// turns: each takes the top answer and rewrites the file, which two at
+    /// a time would do over each other.
+    turn: Mutex<()>,
 }
 
 impl ScriptQueue {
     pub fn new(queue: &Path) -> ScriptQueue {
         ScriptQueue {
             queue: queue.to_owned(),
+            turn: Mutex::new(()),
         }
     }
 
@@ -40,6 +46,7 @@ impl ScriptQueue {
         &self,
         question: &Q,
     ) -> Result<A, ScriptError> {
+        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
         self.log(question)?;
         let text = std::fs::read_to_string(&self.queue).map_err(|e| self.io(e))?;
         let Some((first, rest)) = text
@@ -82,5 +89,45 @@ impl ScriptQueue {
             .open(log_path)
             .and_then(|mut log| log.write_all(&line))
             .map_err(|e| self.io(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_asked_at_once_each_take_their_own_answer() {
+        let dir = std::env::temp_dir().join(format!("appbox-script-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("answers");
+        let lines: String = (0..80).map(|n| format!("{n}\n")).collect();
+        std::fs::write(&path, lines).unwrap();
+        let queue = ScriptQueue::new(&path);
+        let mut taken: Vec<u32> = std::thread::scope(|scope| {
+            let askers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        (0..10)
+                            .map(|_| queue.answer::<_, u32>(&"question").unwrap())
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            askers
+                .into_iter()
+                .flat_map(|asker| asker.join().unwrap())
+                .collect()
+        });
+        taken.sort_unstable();
+        assert_eq!(taken, (0..80).collect::<Vec<_>>());
+        assert!(matches!(
+            queue.answer::<_, u32>(&"one too many"),
+            Err(ScriptError::NoAnswer { .. })
+        ));
+        let log = std::fs::read_to_string(dir.join("answers.log")).unwrap();
+        assert_eq!(log.lines().count(), 81);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1392,7 +1392,7 @@ fn the_store_window_installs_and_removes_an_app_from_the_keyboard() {
     std::fs::write(
         tree.join("metadata.toml"),
         format!(
-            "id = \"{id}\"\nname = \"Keyboard Tool\"\ncommand = \"tool\"\nruntime = \"host\"\n"
+            "id = \"{id}\"\nname = \"Keyboard Tool\"\ncommand = \"tool\"\nruntime = \"host\"\npermissions = [\"--filesystem=home\"]\n"
         ),
     )
     .unwrap();

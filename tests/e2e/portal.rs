@@ -942,3 +942,83 @@ fn apps_cannot_pass_for_others_or_break_the_portal() {
         describe(&listing)
     );
 }
+
+/// A library that, preloaded, leaves an empty file named after the pid in
+/// `marks` in every `appbox document-mount` process it is loaded into.
+const MARKER: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+__attribute__((constructor)) static void mark(void) {
+    char cmdline[4096];
+    int fd = open("/proc/self/cmdline", O_RDONLY);
+    if (fd < 0) return;
+    ssize_t n = read(fd, cmdline, sizeof cmdline - 1);
+    close(fd);
+    if (n <= 0) return;
+    for (ssize_t i = 0; i < n; i++) if (cmdline[i] == 0) cmdline[i] = ' ';
+    cmdline[n] = 0;
+    if (!strstr(cmdline, "document-mount")) return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%d", MARKS, (int)getpid());
+    int out = open(path, O_WRONLY | O_CREAT, 0644);
+    if (out >= 0) close(out);
+}
+"#;
+
+/// CVE-2021-21261: the portal's environment is the session's, which may hold
+/// LD_PRELOAD and the like; none of it reaches the helper the portal starts
+/// on behalf of an app (`appbox document-mount`, which mounts the chosen
+/// file). The portal runs with a real preloaded library that marks every
+/// helper it gets into: a grant goes through and leaves no mark, while the
+/// same helper started with that environment is marked.
+#[test]
+fn the_helper_the_portal_starts_gets_none_of_its_environment() {
+    require_programs(&["/usr/bin/cc"]);
+    let mut setup = Setup::on_bus(false);
+    let dir = setup.world.root.join("preload");
+    let marks = dir.join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    chown(&marks, setup.world.user);
+    std::fs::write(dir.join("mark.c"), MARKER).unwrap();
+    let library = dir.join("libmark.so");
+    let built = Command::new("/usr/bin/cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(format!("-DMARKS=\"{}\"", marks.display()))
+        .arg(dir.join("mark.c"))
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{}", describe(&built));
+    appbox_tests::make_readable(&dir);
+
+    let queue = setup.queue.as_os_str().to_owned();
+    let consent = setup.consent_queue();
+    setup.bus.spawn(
+        &setup.world,
+        &setup.world.portal_path(),
+        &[],
+        &[
+            (SCRIPTED, &queue),
+            (SCRIPTED_CONSENT, consent.as_os_str()),
+            ("LD_PRELOAD", library.as_os_str()),
+        ],
+    );
+    setup
+        .bus
+        .wait_for_name(&setup.world, "org.appbox.Portal.Desktop");
+    let host = setup.host_file("notes.txt", "from the host\n");
+    setup.answer(&format!("{{\"paths\": [{host:?}]}}"));
+    let out = setup.client("OpenFile", "from the sandbox\n");
+    assert_eq!(out["response"], 0, "{out}");
+    assert_eq!(out["content"], "from the host\n", "{out}");
+    let marked: Vec<_> = std::fs::read_dir(&marks).unwrap().flatten().collect();
+    assert!(marked.is_empty(), "the helper got LD_PRELOAD: {marked:?}");
+
+    // The library does mark a helper that inherits it.
+    let mut helper = setup.world.appbox(["document-mount", "--help"]);
+    helper.env("LD_PRELOAD", &library);
+    assert!(helper.output().unwrap().status.success());
+    assert_eq!(std::fs::read_dir(&marks).unwrap().count(), 1);
+}

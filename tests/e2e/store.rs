@@ -1271,6 +1271,28 @@ fn hostile_trees_from_a_signed_remote_are_refused() {
         .join("current")
         .exists());
 
+    // CVE-2021-43860: the entry, which install, update and info show, asks
+    // for nothing, while the metadata.toml the launcher enforces asks for
+    // home. Shown and enforced must be the same list.
+    let tree = crafted_tree(&world, "org.appbox.Hidden");
+    let metadata = std::fs::read_to_string(tree.join("metadata.toml"))
+        .unwrap()
+        .replace("permissions = []", "permissions = [\"--filesystem=home\"]");
+    std::fs::write(tree.join("metadata.toml"), metadata).unwrap();
+    publish_crafted(
+        &world,
+        &published,
+        "org.appbox.Hidden",
+        &tree,
+        &crafted_entry("org.appbox.Hidden", "Hidden"),
+    );
+    let error = fails(&world, &["install", "test", "org.appbox.Hidden"]);
+    assert!(
+        error.contains("shows the permissions [] but would get [--filesystem=home]"),
+        "{error}"
+    );
+    assert!(!store_dir(&world).join("app/org.appbox.Hidden").exists());
+
     // metadata.toml and the launcher as symlinks to host files: the deployment
     // is refused when exported, and run refuses the metadata.
     let tree = crafted_tree(&world, "org.appbox.Links");
@@ -1348,7 +1370,45 @@ fn hostile_trees_from_a_signed_remote_are_refused() {
     assert!(summary_text.status.success());
     let mut hostile = crafted_entry("org.appbox.Escape", "Ok\u{1b}]0;pwned\u{7}\u{1b}[2J");
     hostile["published"] = serde_json::json!({"ref": "app/org.appbox.Escape/x86_64/stable", "commit": "a".repeat(64), "download-size": 1});
-    let catalog = serde_json::json!({"version": 1, "entries": [hostile]}).to_string();
+    sign_summary_with_catalog(&world, &published, &[hostile]);
+    let error = fails(&world, &["remote-ls", "test"]);
+    assert!(
+        error.contains("`name`") && !error.contains('\u{1b}'),
+        "{error:?}"
+    );
+
+    // CVE-2021-43860 again: a commit that shows (and enforces) home, under a
+    // re-signed catalog that shows nothing, as an install or update would
+    // ask. Refused before the app's content is fetched.
+    let tree = crafted_tree(&world, "org.appbox.Shown");
+    let metadata = std::fs::read_to_string(tree.join("metadata.toml"))
+        .unwrap()
+        .replace("permissions = []", "permissions = [\"--filesystem=home\"]");
+    std::fs::write(tree.join("metadata.toml"), metadata).unwrap();
+    let mut honest = crafted_entry("org.appbox.Shown", "Shown");
+    honest["permissions"] = serde_json::json!(["--filesystem=home"]);
+    publish_crafted(&world, &published, "org.appbox.Shown", &tree, &honest);
+    let ref_name = "app/org.appbox.Shown/x86_64/stable";
+    let commit = std::fs::read_to_string(published.repo.join("refs/heads").join(ref_name))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut shown = crafted_entry("org.appbox.Shown", "Shown");
+    shown["published"] = serde_json::json!({"ref": ref_name, "commit": commit, "download-size": 1});
+    sign_summary_with_catalog(&world, &published, &[shown]);
+    let error = fails(&world, &["install", "test", "org.appbox.Shown"]);
+    assert!(
+        error.contains("shows the permissions [] but would get [--filesystem=home]"),
+        "{error}"
+    );
+    assert!(!store_dir(&world).join("app/org.appbox.Shown").exists());
+}
+
+/// Replaces the catalog in the summary of `published` with `entries` and
+/// signs the summary again with the publisher's key: what a publisher (or a
+/// thief of its key) can serve.
+fn sign_summary_with_catalog(world: &World, published: &Published, entries: &[serde_json::Value]) {
+    let catalog = serde_json::json!({"version": 1, "entries": entries}).to_string();
     let mut update = std::process::Command::new("ostree");
     update
         .arg(format!("--repo={}", published.repo.display()))
@@ -1367,11 +1427,6 @@ fn hostile_trees_from_a_signed_remote_are_refused() {
         appbox::store::sign::add_signature(None, &key, &summary).unwrap(),
     )
     .unwrap();
-    let error = fails(&world, &["remote-ls", "test"]);
-    assert!(
-        error.contains("`name`") && !error.contains('\u{1b}'),
-        "{error:?}"
-    );
 }
 
 #[test]

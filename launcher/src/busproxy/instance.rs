@@ -30,6 +30,7 @@ use nix::unistd::Pid;
 use super::peers::PeerRecords;
 use super::policy::Policy;
 use super::server;
+use crate::private_dir::{create_private_dirs, PrivateDirError};
 use crate::sandbox::sys;
 
 /// The signals that stop the proxy; it takes them through a signalfd.
@@ -51,6 +52,8 @@ pub enum ProxyError {
     },
     #[error("cannot start the bus proxy")]
     Fork(#[source] nix::errno::Errno),
+    #[error(transparent)]
+    Dir(#[from] PrivateDirError),
 }
 
 /// The proxy's socket, bound before the sandbox exists (the sandbox mounts
@@ -88,13 +91,11 @@ impl ProxySocket {
             move |source| ProxyError::Io { what, path, source }
         };
         let parent = bus_dir(runtime_dir);
-        // Private from the start: the instance registry refuses an `appbox`
-        // dir that others could enter.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&parent)
-            .map_err(io("create", &parent))?;
+        // Made (0700) or opened one level at a time, refusing a symlink or a
+        // level that is not the user's alone, as the instance registry does,
+        // before anything is made or swept in it: nobody else can then
+        // change what the paths below name.
+        create_private_dirs(runtime_dir, &["appbox", "bus"])?;
         remove_stale(&parent);
         let socket = socket_path(runtime_dir);
         let dir = socket.parent().unwrap_or(&parent).to_owned();

@@ -4,13 +4,14 @@
 //! namespaces and stays behind as the monitor. The child becomes the sandbox's
 //! pid 1: it builds the root, then forks the app and reaps until the app exits.
 //! The app process confines itself in a fixed order: new session, no
-//! capabilities, its final ids, no_new_privs, Landlock, and seccomp last, right
-//! before exec.
+//! capabilities, its final ids, the process limit, no_new_privs, Landlock, and
+//! seccomp last, right before exec.
 
 pub mod caps;
 pub mod hostprep;
 pub mod inject;
 pub mod landlock;
+pub mod limits;
 pub mod mounts;
 pub mod net;
 pub mod seccomp;
@@ -61,6 +62,8 @@ pub enum SandboxError {
     HostPrep(#[from] hostprep::HostPrepError),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
+    #[error(transparent)]
+    Limits(#[from] limits::LimitsError),
     #[error("cannot {what}")]
     Sys {
         what: &'static str,
@@ -223,6 +226,8 @@ impl<'a> AppSetup<'a> {
             nix::unistd::setresuid(uid.into(), uid.into(), uid.into())
                 .map_err(sys_err("change user"))?;
         }
+        // Inside the sandbox's user namespace, so only its own tasks count.
+        limits::limit_processes(plan.max_processes)?;
         // After the ids are final: changing them clears the parent-death signal.
         set_parent_death_signal()?;
         if nix::unistd::chdir(&plan.cwd).is_err() {

@@ -74,6 +74,12 @@ pub enum InstallError {
     Oci(#[from] oci::OciError),
     #[error("the deployment of {id} says it is {found}; refusing it")]
     WrongMetadata { id: String, found: String },
+    #[error("{id} shows the permissions [{shown}] but would get [{enforced}]; refusing it")]
+    HiddenPermissions {
+        id: String,
+        shown: String,
+        enforced: String,
+    },
     #[error("the image of {id} on remote {remote} holds {found} instead")]
     WrongImage {
         remote: String,
@@ -195,6 +201,23 @@ pub struct Installation {
     verified: std::cell::RefCell<BTreeMap<String, VerifiedRemote>>,
     /// Stops this handle's pulls.
     cancel: Cancel,
+    /// The store lock while this handle holds it, and how many of its calls
+    /// hold it now (they nest: an install fetches a catalog).
+    lock: std::cell::RefCell<Option<std::fs::File>>,
+    lock_depth: std::cell::Cell<u32>,
+}
+
+/// The store lock, held by one call; the last one to end releases it.
+struct StoreLock<'a>(&'a Installation);
+
+impl Drop for StoreLock<'_> {
+    fn drop(&mut self) {
+        let depth = self.0.lock_depth.get().saturating_sub(1);
+        self.0.lock_depth.set(depth);
+        if depth == 0 {
+            self.0.lock.borrow_mut().take();
+        }
+    }
 }
 
 /// A remote's catalog and summary, verified, with the keys that verified them.
@@ -216,7 +239,25 @@ impl Installation {
             runtime_dir,
             verified: Default::default(),
             cancel: Cancel::default(),
+            lock: Default::default(),
+            lock_depth: Default::default(),
         }
+    }
+
+    /// Waits for and takes the store lock: one appbox process at a time
+    /// changes the repository, the deployments and libostree's remotes
+    /// (libostree's transactions and remote config do not expect others).
+    /// Reading what is installed needs no lock: `current` links change
+    /// atomically.
+    fn lock(&self) -> Result<StoreLock<'_>, InstallError> {
+        if self.lock_depth.get() == 0 {
+            std::fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
+            let path = self.root.join(".lock");
+            let file = crate::jsonstore::lock_file(&path).map_err(io("lock", &path))?;
+            *self.lock.borrow_mut() = Some(file);
+        }
+        self.lock_depth.set(self.lock_depth.get() + 1);
+        Ok(StoreLock(self))
     }
 
     /// Makes `cancel` stop this handle's pulls, so that a front end can keep
@@ -243,6 +284,7 @@ impl Installation {
         keys: &[PublicKey],
         verify: bool,
     ) -> Result<(), InstallError> {
+        let _store = self.lock()?;
         let mut remotes = self.remotes()?;
         remotes.add(name, Remote::new(url, keys, verify))?;
         Ok(remotes.save(&self.remotes_file)?)
@@ -254,6 +296,7 @@ impl Installation {
         name: &str,
         change: impl FnOnce(&mut Remote),
     ) -> Result<(), InstallError> {
+        let _store = self.lock()?;
         let mut remotes = self.remotes()?;
         remotes.modify(name, change)?;
         remotes.save(&self.remotes_file)?;
@@ -264,6 +307,7 @@ impl Installation {
     /// Removes a remote and libostree's record of it; what was installed
     /// from it stays, without updates.
     pub fn delete_remote(&self, name: &str) -> Result<(), InstallError> {
+        let _store = self.lock()?;
         let mut remotes = self.remotes()?;
         remotes.delete(name)?;
         remotes.save(&self.remotes_file)?;
@@ -287,6 +331,7 @@ impl Installation {
         remote: &str,
         events: &Events,
     ) -> Result<VerifiedRemote, InstallError> {
+        let _store = self.lock()?;
         if let Some(verified) = self.verified.borrow().get(remote) {
             return Ok(verified.clone());
         }
@@ -346,6 +391,7 @@ impl Installation {
         id: &AppId,
         events: &Events,
     ) -> Result<Vec<Installed>, InstallError> {
+        let _store = self.lock()?;
         if self.registry_of(remote)?.is_some() {
             return self.install_from_registry(remote, id.as_str(), events);
         }
@@ -420,6 +466,23 @@ impl Installation {
                 ref_name: ref_name.clone(),
                 commit,
             });
+        }
+        // The permissions the catalog showed (and an update asked about) are
+        // the commit's own, which its deployment must enforce in turn.
+        let committed = match repo.commit_string(&commit, catalog::COMMIT_KEY)? {
+            Some(json) => Entry::parse(&json).map(|e| e.permissions),
+            None => Ok(Vec::new()),
+        };
+        match committed {
+            Ok(committed) if committed == entry.permissions => {}
+            Ok(committed) => {
+                return refuse(InstallError::HiddenPermissions {
+                    id: entry.id.clone(),
+                    shown: entry.permissions.join(" "),
+                    enforced: committed.join(" "),
+                })
+            }
+            Err(e) => return refuse(e.into()),
         }
         if let Some(installed) = self.installed_commit(entry.kind, &entry.id) {
             let (new, old) = (
@@ -598,6 +661,7 @@ impl Installation {
         trusted: Option<&[PublicKey]>,
         events: &Events,
     ) -> Result<Installed, InstallError> {
+        let _store = self.lock()?;
         let repo = self.repo()?;
         let bundle = bundle::import_bundle(&repo, file)?;
         let entry = &bundle.entry;
@@ -651,6 +715,7 @@ impl Installation {
         ids: &[String],
         events: &Events,
     ) -> Result<(Vec<UpdatePlan>, Vec<Skipped>), InstallError> {
+        let _store = self.lock()?;
         let installed: Vec<Installed> = match ids {
             [] => self.list()?,
             ids => ids
@@ -721,6 +786,7 @@ impl Installation {
         plan: &UpdatePlan,
         events: &Events,
     ) -> Result<Installed, InstallError> {
+        let _store = self.lock()?;
         if self.registry_of(&plan.remote)?.is_some() {
             let imported = self.fetch_from_registry(&plan.remote, &plan.id)?;
             if imported.commit != plan.to {
@@ -753,6 +819,7 @@ impl Installation {
 
     /// Makes the previous deployment current again (and the current one previous).
     pub fn rollback(&self, id: &str) -> Result<Installed, InstallError> {
+        let _store = self.lock()?;
         let installed = self.info(id)?;
         let kind = installed.kind;
         let previous = self
@@ -790,6 +857,7 @@ impl Installation {
         word: &str,
         events: &Events,
     ) -> Result<(Vec<Found>, Vec<Skipped>), InstallError> {
+        let _store = self.lock()?;
         let word = word.to_lowercase();
         let mut found = Vec::new();
         let mut failed = Vec::new();
@@ -912,12 +980,47 @@ impl Installation {
         if kind == EntryKind::Runtime {
             return Ok(Vec::new());
         }
+        self.check_shown_permissions(id, deployment, &metadata)?;
         let app_id = AppId::parse(id).map_err(|e| ExportError::Refused {
             id: id.to_owned(),
             path: deployment.to_owned(),
             problem: e.to_string(),
         })?;
         Ok(export::collect(deployment, &app_id, &self.appbox)?)
+    }
+
+    /// The permissions an app's commit shows (its entry, which `install`,
+    /// `update` and `info` print, and updates compare) must be exactly those
+    /// its metadata.toml makes the launcher enforce: a publisher could
+    /// otherwise show one list and apply another (CVE-2021-43860).
+    fn check_shown_permissions(
+        &self,
+        id: &str,
+        deployment: &Path,
+        metadata: &AppMetadata,
+    ) -> Result<(), InstallError> {
+        let commit = deployment
+            .file_name()
+            .and_then(|name| name.to_str())
+            .filter(|name| is_checksum(name))
+            .ok_or_else(|| InstallError::NotInstalled(id.to_owned()))?;
+        let shown = match self.repo()?.commit_string(commit, catalog::COMMIT_KEY)? {
+            Some(json) => Entry::parse(&json)?.permissions,
+            None => Vec::new(),
+        };
+        let enforced: Vec<String> = metadata
+            .permissions
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if shown != enforced {
+            return Err(InstallError::HiddenPermissions {
+                id: id.to_owned(),
+                shown: shown.join(" "),
+                enforced: enforced.join(" "),
+            });
+        }
+        Ok(())
     }
 
     /// Writes an app's exports, and removes what an earlier deployment
@@ -1091,6 +1194,7 @@ impl Installation {
     /// A runtime that an installed app needs, and an app that is running, stay.
     /// What an interrupted install or uninstall left behind is removed too.
     pub fn uninstall(&self, id: &str, delete_data: Option<&Path>) -> Result<Removed, InstallError> {
+        let _store = self.lock()?;
         let installed = match self.info(id) {
             Ok(installed) => Some(installed),
             Err(InstallError::NotInstalled(_)) => None,
@@ -1196,6 +1300,7 @@ impl Installation {
     /// install never finished), every deployment's objects are checked, and
     /// unused objects are pruned. Returns what it did and what it found.
     pub fn repair(&self) -> Result<RepairReport, InstallError> {
+        let _store = self.lock()?;
         let repo = self.repo()?;
         let mut report = RepairReport::default();
         for kind in [EntryKind::App, EntryKind::Runtime] {

@@ -471,6 +471,17 @@ impl Repo {
     /// Points libostree's remote `name` at `url`. appbox keeps its own remote
     /// list and checks signatures itself, so libostree's checks are off.
     pub fn sync_remote(&self, name: &str, url: &str) -> Result<(), RepoError> {
+        // Rewritten only when it differs: libostree rewrites its config on
+        // every change, which other readers of the repository then reload.
+        let in_sync = self.repo.remote_get_url(name).is_ok_and(|now| now == url)
+            && self.repo.remote_get_gpg_verify(name).is_ok_and(|on| !on)
+            && self
+                .repo
+                .remote_get_gpg_verify_summary(name)
+                .is_ok_and(|on| !on);
+        if in_sync {
+            return Ok(());
+        }
         let options = glib::VariantDict::new(None);
         options.insert_value("gpg-verify", &false.to_variant());
         options.insert_value("gpg-verify-summary", &false.to_variant());

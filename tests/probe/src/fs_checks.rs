@@ -150,6 +150,48 @@ pub fn writable(param: &OsStr) -> Outcome {
     }
 }
 
+/// The existing file PATH can be neither opened for writing (O_WRONLY|O_APPEND, so nothing
+/// is truncated) nor unlinked: both must fail with EROFS, EACCES or EPERM.
+pub fn unwritable(param: &OsStr) -> Outcome {
+    let path = Path::new(param);
+    if let Err(err) = fs::symlink_metadata(path) {
+        return Outcome::fail(format!(
+            "lstat {}: {}",
+            show(path),
+            errno::describe_io(&err)
+        ));
+    }
+    let mut passed = true;
+    let open_detail = match OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(_) => {
+            passed = false;
+            "opened for writing".to_owned()
+        }
+        Err(err) => {
+            passed &= is_refusal(&err);
+            format!("open for writing: {}", errno::describe_io(&err))
+        }
+    };
+    let unlink_detail = match fs::remove_file(path) {
+        Ok(()) => {
+            passed = false;
+            "unlinked it".to_owned()
+        }
+        Err(err) => {
+            passed &= is_refusal(&err);
+            format!("unlink: {}", errno::describe_io(&err))
+        }
+    };
+    Outcome::verdict(
+        passed,
+        format!("{}: {open_detail}; {unlink_detail}", show(path)),
+    )
+}
+
 /// Opens PATH read-only. O_NONBLOCK keeps a FIFO from hanging us and O_NOCTTY keeps a tty
 /// from becoming our controlling terminal.
 fn open_read(path: &Path) -> io::Result<fs::File> {

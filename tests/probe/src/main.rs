@@ -83,6 +83,7 @@ const CHECKS: &[Check] = &[
     with_param("rename-refused", fs_checks::rename_refused),
     with_param("readonly", fs_checks::readonly),
     with_param("writable", fs_checks::writable),
+    with_param("unwritable", fs_checks::unwritable),
     with_param("readable", fs_checks::readable),
     with_param("unreadable", fs_checks::unreadable),
     with_param("file-contains", fs_checks::file_contains),
@@ -104,6 +105,7 @@ const CHECKS: &[Check] = &[
     plain("isatty", modes::isatty),
     with_param("wait-signal", modes::wait_signal),
     plain("fork-and-exit", modes::fork_and_exit),
+    with_param("fork-bomb", modes::fork_bomb),
 ];
 
 /// Runs one argument that is not `args`.
@@ -204,6 +206,7 @@ mod tests {
         assert!(!run(OsStr::new("tcp-connects=8.8.8.8:53")).passed);
         assert!(!run(OsStr::new("kill-self=NOPE")).passed);
         assert!(!run(OsStr::new("exit=300")).passed);
+        assert!(!run(OsStr::new("fork-bomb=lots")).passed);
     }
 
     #[test]
@@ -211,6 +214,7 @@ mod tests {
         assert!(run(OsStr::new("hidden=/nonexistent/appbox-probe")).passed);
         assert!(!run(OsStr::new("hidden=/")).passed);
         assert!(run(OsStr::new("readable=/")).passed);
+        assert!(!run(OsStr::new("unwritable=/nonexistent/appbox-probe")).passed);
         assert!(run(OsStr::new("env-absent=APPBOX_PROBE_SURELY_UNSET")).passed);
         assert!(!run(OsStr::new("env=APPBOX_PROBE_SURELY_UNSET=1")).passed);
     }

@@ -251,3 +251,76 @@ pub fn fork_and_exit() -> Outcome {
         }
     }
 }
+
+/// `fork-bomb=MAX`: every process forks until the kernel refuses, then waits
+/// for a signal forever. The first process, once refused, prints its verdict
+/// (the error, the forks begun in all, its `RLIMIT_NPROC`) and waits too; no
+/// summary follows, the test kills the sandbox. MAX forks in all is a safety
+/// cap for when no limit holds: reaching it is a failure.
+pub fn fork_bomb(param: &OsStr) -> Outcome {
+    use std::sync::atomic::AtomicU64;
+    let cap = match param::number::<u64>(param, "the most forks in all") {
+        Ok(cap) => cap,
+        Err(outcome) => return outcome,
+    };
+    // SAFETY: a fresh anonymous mapping shared with every child, sized and
+    // aligned for one AtomicU64 (a page); nothing else refers to it.
+    let shared = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            std::mem::size_of::<AtomicU64>(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if shared == libc::MAP_FAILED {
+        return Outcome::fail(format!("mmap: {}", errno::describe(errno::last())));
+    }
+    // SAFETY: the mapping is zeroed, page-aligned and never unmapped; an
+    // all-zero AtomicU64 is 0, and atomics are sound across processes.
+    let forks: &AtomicU64 = unsafe { &*(shared as *const AtomicU64) };
+    report::flush();
+    let original = std::process::id();
+    let refusal = loop {
+        if forks.fetch_add(1, Ordering::SeqCst) >= cap {
+            break None;
+        }
+        // SAFETY: the probe is single-threaded; a child only goes on with
+        // this loop, which forks, counts in the shared atomic and pauses.
+        match unsafe { libc::fork() } {
+            -1 => {
+                let error = errno::last();
+                forks.fetch_sub(1, Ordering::SeqCst);
+                break Some(error);
+            }
+            _ => continue,
+        }
+    };
+    if std::process::id() == original {
+        // SAFETY: getrlimit writes one rlimit struct into the one we own.
+        let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut limit) };
+        let line = match refusal {
+            Some(error) => format!(
+                "ok fork-bomb={cap}: refused with {}; {} forks begun in all; RLIMIT_NPROC {}/{}",
+                errno::describe(error),
+                forks.load(Ordering::SeqCst),
+                limit.rlim_cur,
+                limit.rlim_max
+            ),
+            None => format!(
+                "FAIL fork-bomb={cap}: {cap} forks and no refusal; RLIMIT_NPROC {}/{}",
+                limit.rlim_cur, limit.rlim_max
+            ),
+        };
+        report::out(&line);
+        report::flush();
+    }
+    loop {
+        // SAFETY: pause only waits for a signal.
+        unsafe { libc::pause() };
+    }
+}
