@@ -280,7 +280,10 @@ impl Ui {
         let escaped = glib::markup_escape_text(&text::one_line(message));
         // Ten seconds rather than five: the messages name apps by their
         // ids, which take a while to read.
-        let toast = adw::Toast::builder().title(escaped.as_str()).timeout(10).build();
+        let toast = adw::Toast::builder()
+            .title(escaped.as_str())
+            .timeout(10)
+            .build();
         self.toasts.add_toast(toast);
     }
 
