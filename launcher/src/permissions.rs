@@ -372,14 +372,30 @@ impl fmt::Display for Change {
             Change::Socket(v, g) => write!(f, "--{}={v}", no(*g, "socket", "nosocket")),
             Change::Device(v, g) => write!(f, "--{}={v}", no(*g, "device", "nodevice")),
             Change::Filesystem(location, access) => {
+                // A location that itself ends in what reads as a mode (a
+                // directory named `a:ro`) keeps its own `:rw`, or it would
+                // read back as that mode.
+                let location = location.to_string();
                 let suffix = match access {
                     FsAccess::ReadOnly => ":ro",
+                    FsAccess::ReadWrite if ends_in_suffix(&location, &["ro", "rw", "create"]) => {
+                        ":rw"
+                    }
                     FsAccess::ReadWrite => "",
                     FsAccess::Create => ":create",
                 };
                 write!(f, "--filesystem={location}{suffix}")
             }
-            Change::NoFilesystem(location) => write!(f, "--nofilesystem={location}"),
+            Change::NoFilesystem(location) => {
+                // Likewise `:reset`, which the parser strips once.
+                let location = location.to_string();
+                let suffix = if ends_in_suffix(&location, &["reset"]) {
+                    ":reset"
+                } else {
+                    ""
+                };
+                write!(f, "--nofilesystem={location}{suffix}")
+            }
             Change::TalkName(n, g) => write!(f, "--{}={n}", no(*g, "talk-name", "no-talk-name")),
             Change::OwnName(n, g) => write!(f, "--{}={n}", no(*g, "own-name", "no-own-name")),
             Change::SeeName(n, g) => write!(f, "--{}={n}", no(*g, "see-name", "no-see-name")),
@@ -388,6 +404,13 @@ impl fmt::Display for Change {
             Change::UnsetEnv(name) => write!(f, "--unset-env={name}"),
         }
     }
+}
+
+/// Whether `location` ends in `:SUFFIX` for one of `suffixes`.
+fn ends_in_suffix(location: &str, suffixes: &[&str]) -> bool {
+    location
+        .rsplit_once(':')
+        .is_some_and(|(_, suffix)| suffixes.contains(&suffix))
 }
 
 fn bus_name(name: &str) -> Result<String, PermissionError> {

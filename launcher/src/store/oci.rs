@@ -893,6 +893,34 @@ fn check_manifest(manifest: &ImageManifest) -> Result<Vec<Compression>, Manifest
     Ok(compressions)
 }
 
+/// Reads an image manifest the way an import does before it downloads
+/// anything it names: the JSON, then [`check_manifest`]. Returns the number
+/// of layers, or why it is refused. Only for the fuzz targets (`tests/fuzz`).
+#[doc(hidden)]
+pub fn check_untrusted_manifest(json: &[u8]) -> Result<usize, String> {
+    if json.len() > MAX_MANIFEST_BYTES {
+        return Err("too large".into());
+    }
+    let manifest: ImageManifest =
+        serde_json::from_slice(json).map_err(|e| clean(&e.to_string()))?;
+    check_manifest(&manifest)
+        .map(|compressions| compressions.len())
+        .map_err(|flaw| match flaw {
+            ManifestFlaw::Malformed(reason) => reason,
+            ManifestFlaw::TooLarge => "its layers are too large".into(),
+        })
+}
+
+/// Parses an image reference (REGISTRY/NAME[:TAG][@DIGEST]) as
+/// `import_image` and `export_image` do; returns it as they print it. Only
+/// for the fuzz targets (`tests/fuzz`).
+#[doc(hidden)]
+pub fn parse_image_reference(text: &str) -> Result<String, String> {
+    ImageRef::parse(text)
+        .map(|image| image.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// How a layer of `media_type` is compressed, when appbox reads it.
 fn compression_of(media_type: &MediaType) -> Option<Compression> {
     match media_type {

@@ -485,6 +485,28 @@ pub(crate) fn scan_stream(
     }
 }
 
+/// Checks the tar stream `tar` as an import does before ostree-ext reads
+/// any of it (see [`scan_tar`]): as a bundle or an image's first layer when
+/// `commit_stream`, else as a further layer of an image. Returns the commit
+/// it holds, or why it is refused. Only for the fuzz targets (`tests/fuzz`);
+/// the imports themselves are `bundle::import_bundle` and `oci::import_image`.
+#[doc(hidden)]
+pub fn scan_untrusted_tar(tar: &[u8], commit_stream: bool) -> Result<Option<String>, String> {
+    let role = if commit_stream {
+        Role::Commit
+    } else {
+        Role::Objects
+    };
+    let mut tar = tar;
+    scan_stream(&mut tar, None, role, &mut Budget::default(), Whole::Bundle)
+        .map(|scanned| scanned.commit)
+        .map_err(|flaw| match flaw {
+            Flaw::Damaged(reason) | Flaw::Truncated(reason) | Flaw::Malformed(reason) => reason,
+            Flaw::TooLarge => "too large".into(),
+            Flaw::Copy(e) | Flaw::Read(e) => e.to_string(),
+        })
+}
+
 /// The object an entry of the embedded repository stores, the way ostree-ext
 /// reads its path (`objects/…/XX/REST.TYPE`): its checksum and type. None
 /// when ostree-ext would not take it for an object.
