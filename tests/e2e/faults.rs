@@ -305,10 +305,15 @@ fn fifty_launches_and_five_installs_at_once_all_finish_and_agree() {
                 log_text(&logs, &name)
             )
         });
+        // The runtime's own install may come second to an app's, which
+        // installs the runtime it needs first; then it is refused as
+        // already installed, which is the right answer.
+        let log = log_text(&logs, &name);
+        let runtime_came_with_an_app =
+            *id == INSTALLED[0] && log.contains(&format!("{id} is already installed"));
         assert!(
-            status.success(),
-            "{name}: {status:?}\n{}",
-            log_text(&logs, &name)
+            status.success() || runtime_came_with_an_app,
+            "{name}: {status:?}\n{log}"
         );
     }
 
