@@ -728,10 +728,22 @@ fn the_notes_editor_opens_a_file_in_the_sandbox() {
     eprintln!("screenshot: {}", png.display());
 }
 
-/// Types `keys` (xdotool key names) into the window named `name`.
-fn press(world: &World, x: &Xvfb, name: &str, keys: &[&str]) {
+/// Runs xdotool on the display; the test fails if it does. Its output.
+fn xdotool(world: &World, x: &Xvfb, args: &[&str]) -> String {
     let mut cmd = x.client(world, "/usr/bin/xdotool");
-    cmd.args([
+    cmd.args(args);
+    let output = output_within(cmd, TIMEOUT);
+    assert!(
+        output.status.success(),
+        "xdotool {args:?}: {}",
+        describe(&output)
+    );
+    text(&output.stdout)
+}
+
+/// The xdotool words that focus the visible window named `name`.
+fn focusing(name: &str) -> [&str; 7] {
+    [
         "search",
         "--sync",
         "--onlyvisible",
@@ -739,15 +751,16 @@ fn press(world: &World, x: &Xvfb, name: &str, keys: &[&str]) {
         name,
         "windowfocus",
         "--sync",
-        "key",
-        "--clearmodifiers",
-    ]);
-    cmd.args(keys);
-    let output = output_within(cmd, TIMEOUT);
-    assert!(
-        output.status.success(),
-        "xdotool key {keys:?}: {}",
-        describe(&output)
+    ]
+}
+
+/// Types `keys` (xdotool key names) into the window named `name`.
+fn press(world: &World, x: &Xvfb, name: &str, keys: &[&str]) {
+    let focus = focusing(name);
+    xdotool(
+        world,
+        x,
+        &[&focus[..], &["key", "--clearmodifiers"], keys].concat(),
     );
 }
 
@@ -864,25 +877,11 @@ fn only_instance(world: &World) -> String {
 
 /// Types `text` into the window named `name`.
 fn type_text(world: &World, x: &Xvfb, name: &str, text: &str) {
-    let mut cmd = x.client(world, "/usr/bin/xdotool");
-    cmd.args([
-        "search",
-        "--sync",
-        "--onlyvisible",
-        "--name",
-        name,
-        "windowfocus",
-        "--sync",
-        "type",
-        "--delay",
-        "20",
-        text,
-    ]);
-    let output = output_within(cmd, TIMEOUT);
-    assert!(
-        output.status.success(),
-        "xdotool type: {}",
-        describe(&output)
+    let focus = focusing(name);
+    xdotool(
+        world,
+        x,
+        &[&focus[..], &["type", "--delay", "20", text]].concat(),
     );
 }
 
@@ -973,9 +972,7 @@ fn the_desktops_consent_dialog_decides_about_a_device() {
     )
     .unwrap();
     // Click "Allow": the right half of the button row along the bottom.
-    let mut cmd = x.client(&world, "/usr/bin/xdotool");
-    cmd.args(["getwindowgeometry", "--shell", &dialog]);
-    let geometry = text(&output_within(cmd, TIMEOUT).stdout);
+    let geometry = xdotool(&world, &x, &["getwindowgeometry", "--shell", &dialog]);
     let size = |key: &str| -> u32 {
         geometry
             .lines()
@@ -984,13 +981,20 @@ fn the_desktops_consent_dialog_decides_about_a_device() {
             .unwrap_or_else(|| panic!("no {key} in {geometry}"))
     };
     let (width, height) = (size("WIDTH="), size("HEIGHT="));
-    let mut cmd = x.client(&world, "/usr/bin/xdotool");
-    cmd.args(["mousemove", "--window", &dialog])
-        .arg((width * 3 / 4).to_string())
-        .arg((height - 15).to_string())
-        .args(["click", "1"]);
-    let output = output_within(cmd, TIMEOUT);
-    assert!(output.status.success(), "{}", describe(&output));
+    let (across, down) = ((width * 3 / 4).to_string(), (height - 15).to_string());
+    xdotool(
+        &world,
+        &x,
+        &[
+            "mousemove",
+            "--window",
+            &dialog,
+            &across,
+            &down,
+            "click",
+            "1",
+        ],
+    );
     let status = client
         .wait(TIMEOUT)
         .unwrap_or_else(|| panic!("the client did not finish:\n{}", client.log()));
@@ -1067,29 +1071,13 @@ fn client_result(client: &mut Spawned) -> serde_json::Value {
 /// Sent to the window itself, a key that closes it fails to be released
 /// (BadWindow), stays down, and repeats into the next window.
 fn press_answering(world: &World, x: &Xvfb, name: &str, keys: &[&str]) {
-    let mut focus = x.client(world, "/usr/bin/xdotool");
-    focus
-        .args(["search", "--sync", "--onlyvisible", "--name", name])
-        .args(["windowfocus", "--sync"]);
-    let output = output_within(focus, TIMEOUT);
-    assert!(
-        output.status.success(),
-        "xdotool windowfocus {name:?}: {}",
-        describe(&output)
-    );
+    xdotool(world, x, &focusing(name));
     press_in_focus(world, x, keys);
 }
 
 /// Presses `keys` in whatever window has the focus.
 fn press_in_focus(world: &World, x: &Xvfb, keys: &[&str]) {
-    let mut cmd = x.client(world, "/usr/bin/xdotool");
-    cmd.args(["key", "--clearmodifiers"]).args(keys);
-    let output = output_within(cmd, TIMEOUT);
-    assert!(
-        output.status.success(),
-        "xdotool key {keys:?}: {}",
-        describe(&output)
-    );
+    xdotool(world, x, &[&["key", "--clearmodifiers"][..], keys].concat());
 }
 
 /// Waits for the visible window named `title`, asserts it is appbox-gui's

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use appbox::plan::DEFAULT_MAX_PROCESSES;
-use appbox_tests::{chown, chown_tree, make_readable, require_programs, Nginx, SessionBus, World};
+use appbox_tests::{chown, require_programs, Nginx, SessionBus, World};
 
 const SCRIPTED_CHOOSER: &str = "APPBOX_PORTAL_SCRIPTED_CHOOSER";
 const SCRIPTED_CONSENT: &str = "APPBOX_PORTAL_SCRIPTED_CONSENT";
@@ -154,68 +154,6 @@ const LAUNCHES: usize = 50;
 /// take 2 to 5 s on an idle one).
 const LOAD_LIMIT: Duration = Duration::from_secs(60);
 
-struct Published {
-    public_key: PathBuf,
-}
-
-/// Builds the sample apps (as `tests/e2e/store.rs` does) into a signed repo
-/// at `<world>/srv/repo`.
-fn publish(world: &World, ids: &[&str]) -> Published {
-    let source = world.root.join("manifests");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests"),
-        &source,
-    );
-    let prebuilt = source.join("org.appbox.Notes/prebuilt");
-    std::fs::create_dir_all(&prebuilt).unwrap();
-    std::fs::copy(appbox_tests::notes_binary(), prebuilt.join("appbox-notes")).unwrap();
-    make_readable(&source);
-    chown_tree(&source, world.user);
-    let keys = world.root.join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    chown_tree(&keys, world.user);
-    let prefix = keys.join("publisher");
-    appbox_ok(world, None, &["repo", "keygen", prefix.to_str().unwrap()]);
-    std::fs::create_dir(world.root.join("srv")).unwrap();
-    chown_tree(&world.root.join("srv"), world.user);
-    let repo = world.root.join("srv/repo");
-    let secret = keys.join("publisher.secret");
-    for id in ids {
-        let manifest = source.join(format!("{id}.toml"));
-        appbox_ok(
-            world,
-            None,
-            &[
-                "build",
-                manifest.to_str().unwrap(),
-                "--repo",
-                repo.to_str().unwrap(),
-                "--sign-key",
-                secret.to_str().unwrap(),
-            ],
-        );
-    }
-    Published {
-        public_key: keys.join("publisher.pub"),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == "prebuilt" {
-            continue; // a developer's staged binary; the test stages its own
-        }
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// `cmd` with its stdout and stderr going to `<dir>/<name>.out` and `.err`:
 /// files never fill up and block a child the way an unread pipe does.
 fn logged<'a>(cmd: &'a mut Command, dir: &Path, name: &str) -> &'a mut Command {
@@ -234,7 +172,7 @@ fn log_text(dir: &Path, name: &str) -> String {
 fn fifty_launches_and_five_installs_at_once_all_finish_and_agree() {
     let _turn = one_at_a_time();
     let world = World::new();
-    let published = publish(&world, INSTALLED);
+    let published = appbox_tests::publish_samples(&world, INSTALLED);
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     appbox_ok(
         &world,

@@ -6,11 +6,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use appbox_tests::{chown_tree, make_readable, output_with_input, Nginx, Registry, World};
-
-fn manifests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
-}
+use appbox_tests::{
+    chown_tree, make_readable, output_with_input, publish_samples as publish,
+    rebuild_sample as rebuild, Nginx, Published, Registry, World,
+};
 
 fn text(output: &Output) -> String {
     format!(
@@ -41,44 +40,6 @@ fn fails(world: &World, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A publisher's side: a key pair and a repo with the sample apps, built as
-/// the test user from a copy of `manifests/`.
-struct Published {
-    repo: PathBuf,
-    public_key: PathBuf,
-    secret_key: PathBuf,
-}
-
-fn publish(world: &World, ids: &[&str]) -> Published {
-    let source = world.root.join("manifests");
-    copy_dir(&manifests_dir(), &source);
-    if ids.contains(&"org.appbox.Notes") {
-        // As tests/run-sample.sh does: the notes editor is compiled by cargo
-        // and handed to its manifest as a prebuilt file.
-        let prebuilt = source.join("org.appbox.Notes/prebuilt");
-        std::fs::create_dir_all(&prebuilt).unwrap();
-        std::fs::copy(appbox_tests::notes_binary(), prebuilt.join("appbox-notes")).unwrap();
-    }
-    make_readable(&source);
-    chown_tree(&source, world.user);
-    let keys = world.root.join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    chown_tree(&keys, world.user);
-    let prefix = keys.join("publisher");
-    ok(world, &["repo", "keygen", prefix.to_str().unwrap()]);
-    let published = Published {
-        repo: world.root.join("srv/repo"),
-        public_key: keys.join("publisher.pub"),
-        secret_key: keys.join("publisher.secret"),
-    };
-    std::fs::create_dir(world.root.join("srv")).unwrap();
-    chown_tree(&world.root.join("srv"), world.user);
-    for id in ids {
-        rebuild(world, &published, id);
-    }
-    published
-}
-
 /// `appbox remote-add NAME URL` trusting the publisher's key.
 fn add_remote(world: &World, published: &Published, name: &str, url: &str) {
     ok(
@@ -91,22 +52,6 @@ fn add_remote(world: &World, published: &Published, name: &str, url: &str) {
             published.public_key.to_str().unwrap(),
         ],
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_name() == "prebuilt" {
-            continue; // a staged binary of the developer's; tests stage their own
-        }
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn store_dir(world: &World) -> PathBuf {
@@ -527,22 +472,6 @@ fn bundles_carry_their_signature() {
 }
 
 /// `appbox build --json` of the publisher's copy of `manifests/ID.toml`, signed.
-fn rebuild(world: &World, published: &Published, id: &str) -> Output {
-    let manifest = world.root.join(format!("manifests/{id}.toml"));
-    ok(
-        world,
-        &[
-            "build",
-            manifest.to_str().unwrap(),
-            "--repo",
-            published.repo.to_str().unwrap(),
-            "--sign-key",
-            published.secret_key.to_str().unwrap(),
-            "--json",
-        ],
-    )
-}
-
 #[test]
 fn a_running_instance_keeps_its_deployment_and_uninstall_cleans_up() {
     let world = World::new();

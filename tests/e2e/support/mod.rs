@@ -777,3 +777,90 @@ impl Drop for SessionBus {
         }
     }
 }
+
+/// A publisher's side: a key pair and a repo with the sample apps, built as
+/// the test user from a copy of `manifests/`.
+pub struct Published {
+    pub repo: PathBuf,
+    pub public_key: PathBuf,
+    pub secret_key: PathBuf,
+}
+
+/// Builds the sample apps `ids` from `manifests/` into a signed repo at
+/// `<world>/srv/repo`, as the world's user.
+pub fn publish_samples(world: &World, ids: &[&str]) -> Published {
+    let source = world.root.join("manifests");
+    copy_manifests(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests"),
+        &source,
+    );
+    if ids.contains(&"org.appbox.Notes") {
+        // As tests/run-sample.sh does: the notes editor is compiled by cargo
+        // and handed to its manifest as a prebuilt file.
+        let prebuilt = source.join("org.appbox.Notes/prebuilt");
+        std::fs::create_dir_all(&prebuilt).unwrap();
+        std::fs::copy(notes_binary(), prebuilt.join("appbox-notes")).unwrap();
+    }
+    make_readable(&source);
+    chown_tree(&source, world.user);
+    let keys = world.root.join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    chown_tree(&keys, world.user);
+    let prefix = keys.join("publisher");
+    publisher_ok(world, &["repo", "keygen", prefix.to_str().unwrap()]);
+    let published = Published {
+        repo: world.root.join("srv/repo"),
+        public_key: keys.join("publisher.pub"),
+        secret_key: keys.join("publisher.secret"),
+    };
+    std::fs::create_dir(world.root.join("srv")).unwrap();
+    chown_tree(&world.root.join("srv"), world.user);
+    for id in ids {
+        rebuild_sample(world, &published, id);
+    }
+    published
+}
+
+/// `appbox build` of the sample `id` into the published repo, again.
+pub fn rebuild_sample(world: &World, published: &Published, id: &str) -> Output {
+    let manifest = world.root.join(format!("manifests/{id}.toml"));
+    publisher_ok(
+        world,
+        &[
+            "build",
+            manifest.to_str().unwrap(),
+            "--repo",
+            published.repo.to_str().unwrap(),
+            "--sign-key",
+            published.secret_key.to_str().unwrap(),
+            "--json",
+        ],
+    )
+}
+
+fn publisher_ok(world: &World, args: &[&str]) -> Output {
+    let output = world.appbox(args).stdin(Stdio::null()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "appbox {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn copy_manifests(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == "prebuilt" {
+            continue; // a staged binary of the developer's; tests stage their own
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_manifests(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
