@@ -4,19 +4,21 @@
 #
 #   syscalls   a loop of open+read+fstat+close of a file under /usr plus
 #              getppid and getuid (tests/bench/syscalls.rs), on the host, in
-#              `appbox run` (seccomp, Landlock, namespaces) and in a minimal
-#              bwrap sandbox (namespaces only). Target: appbox ≤ 1.05 × host.
-#              The `ids` loop (getppid and getuid only) isolates seccomp.
+#              `appbox run` (seccomp, Landlock, namespaces), in `appbox run`
+#              with Landlock and then seccomp switched off (each layer's
+#              share), and in a minimal bwrap sandbox (namespaces only).
+#              Target: appbox ≤ 1.05 × host. The `ids` loop (getppid and
+#              getuid only) isolates seccomp.
 #   idle RSS   appbox-portal on a private session bus, idle, against what
 #              Flatpak runs for the same job: xdg-desktop-portal and
 #              xdg-document-portal (with xdg-permission-store), when they are
 #              installed.
-# Each loop runs RUNS times, alternating host, appbox and bwrap, and the
-# median is reported, so that other work on the machine weighs on all three.
+# Each loop runs RUNS times, alternating between the five, and the median is
+# reported, so that other work on the machine weighs on all of them.
 #
 # Usage: tests/bench/runtime.sh
-#   APPBOX_BENCH_RUNS=N (default 7); APPBOX_BENCH_ROUNDS=N rounds per loop
-#   (default 200000); APPBOX_BENCH_SUMMARY=FILE appends the results for
+#   APPBOX_BENCH_RUNS=N (default 7); APPBOX_BENCH_ROUNDS=N rounds per timing
+#   (default 50000); APPBOX_BENCH_SUMMARY=FILE appends the results for
 #   tests/bench/report.sh.
 set -euo pipefail
 export LC_ALL=C
@@ -25,7 +27,10 @@ umask 022
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 RUNS=${APPBOX_BENCH_RUNS:-7}
-ROUNDS=${APPBOX_BENCH_ROUNDS:-200000}
+ROUNDS=${APPBOX_BENCH_ROUNDS:-50000}
+# Each loop keeps its best of REPEATS timings: other work on the machine only
+# ever adds time.
+REPEATS=20
 TEST_USER=appbox-test
 
 say() { printf 'bench: %s\n' "$*"; }
@@ -44,6 +49,8 @@ command -v cargo >/dev/null 2>&1 ||
     die "cargo is not installed (not on PATH, nor in $HOME/.cargo/bin); install Rust with rustup (https://rustup.rs)"
 
 cargo build --release -p appbox -p appbox-portal -p appbox-tests --example bench-syscalls
+# Writing back what the build wrote would weigh on the first loops.
+sync
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') ||
     target_dir=${CARGO_TARGET_DIR:-target}
@@ -93,16 +100,25 @@ BWRAP=(bwrap --unshare-all --die-with-parent --new-session --ro-bind /usr /usr
 
 # --- the syscall loops ------------------------------------------------------------
 
-say "syscall loops $who: $RUNS runs of $ROUNDS rounds, host, appbox and bwrap in turn"
+say "syscall loops $who: $RUNS runs of $ROUNDS rounds, host, appbox (whole, without Landlock, without seccomp) and bwrap in turn"
 results=$work/loops.tsv
 : >"$results"
+# The benchmark switches a layer off with the launcher's test-only option; its
+# warning on stderr is expected.
+appbox_without() { # LAYER MODE
+    as_bench_user "$work/appbox" run --unsafe-disable-layer="$1" --app-dir "$work/app" \
+        -- "$ROUNDS" "$REPEATS" "$2" 2>/dev/null
+}
 for mode in files ids; do
     for ((run = 0; run < RUNS; run++)); do
-        host=$(as_bench_user "$work/app/files/bin/bench-syscalls" "$ROUNDS" 3 "$mode")
-        appbox=$(as_bench_user "$work/appbox" run --app-dir "$work/app" -- "$ROUNDS" 3 "$mode")
-        bwrap=$(as_bench_user "${BWRAP[@]}" /app/bin/bench-syscalls "$ROUNDS" 3 "$mode")
-        printf '%s\t%s\t%s\t%s\n' "$mode" "${host#ns_per_round }" "${appbox#ns_per_round }" \
-            "${bwrap#ns_per_round }" >>"$results"
+        host=$(as_bench_user "$work/app/files/bin/bench-syscalls" "$ROUNDS" "$REPEATS" "$mode")
+        appbox=$(as_bench_user "$work/appbox" run --app-dir "$work/app" -- "$ROUNDS" "$REPEATS" "$mode")
+        no_landlock=$(appbox_without landlock "$mode")
+        no_seccomp=$(appbox_without seccomp "$mode")
+        bwrap=$(as_bench_user "${BWRAP[@]}" /app/bin/bench-syscalls "$ROUNDS" "$REPEATS" "$mode")
+        for side in host appbox no_landlock no_seccomp bwrap; do
+            printf '%s\t%s\t%s\n' "$mode" "$side" "${!side#ns_per_round }" >>"$results"
+        done
     done
 done
 
@@ -150,19 +166,22 @@ import sys
 results, appbox_portal, flatpak_portals, who, flatpak_names = sys.argv[1:6]
 loops = {}
 for line in open(results):
-    mode, host, appbox, bwrap = line.split()
-    for side, value in (("host", host), ("appbox", appbox), ("bwrap", bwrap)):
-        loops.setdefault((mode, side), []).append(float(value))
+    mode, side, value = line.split()
+    loops.setdefault((mode, side), []).append(float(value))
 median = {key: statistics.median(values) for key, values in loops.items()}
+sides = ("host", "appbox", "no_landlock", "no_seccomp", "bwrap")
 
 print()
 print(f"Syscall loops {who}, ns per round (median of {len(loops['files', 'host'])} runs):")
-print(f"  {'loop':<48} {'host':>8} {'appbox':>8} {'bwrap':>8} {'appbox/host':>12}")
+print(f"  {'loop':<40} {'host':>8} {'appbox':>8} {'-landlock':>10} {'-seccomp':>9} {'bwrap':>8} {'appbox/host':>12}")
 labels = {"files": "open+read+fstat+close, getppid, getuid",
           "ids": "getppid, getuid (seccomp only)"}
 for mode in ("files", "ids"):
-    h, a, b = (median[mode, side] for side in ("host", "appbox", "bwrap"))
-    print(f"  {labels[mode]:<48} {h:8.1f} {a:8.1f} {b:8.1f} {a / h:11.3f}×")
+    h, a, nl, ns, b = (median[mode, side] for side in sides)
+    print(f"  {labels[mode]:<40} {h:8.1f} {a:8.1f} {nl:10.1f} {ns:9.1f} {b:8.1f} {a / h:11.3f}×")
+files = {side: median["files", side] for side in sides}
+print(f"  Landlock's share of a round: {files['appbox'] - files['no_landlock']:.0f} ns; "
+      f"seccomp's: {files['appbox'] - files['no_seccomp']:.0f} ns")
 print("  target: appbox ≤ 1.05 × host for the first loop")
 
 appbox_mb, flatpak_mb = int(appbox_portal) * 1024 / 1e6, int(flatpak_portals) * 1024 / 1e6
@@ -177,8 +196,10 @@ else:
 summary = os.environ.get("APPBOX_BENCH_SUMMARY")
 if summary:
     with open(summary, "a") as out:
-        out.write(f"syscall loop (files)\t{median['files', 'appbox']:.3f}\thost\t{median['files', 'host']:.3f}\tns\t1.05\n")
-        out.write(f"syscall loop (files)\t{median['files', 'appbox']:.3f}\tbwrap\t{median['files', 'bwrap']:.3f}\tns\t-\n")
+        out.write(f"syscall loop (files)\t{files['appbox']:.3f}\thost\t{files['host']:.3f}\tns\t1.05\n")
+        out.write(f"syscall loop (files)\t{files['appbox']:.3f}\tbwrap\t{files['bwrap']:.3f}\tns\t-\n")
+        out.write(f"syscall loop (files), Landlock off\t{files['no_landlock']:.3f}\thost\t{files['host']:.3f}\tns\t-\n")
+        out.write(f"syscall loop (files), seccomp off\t{files['no_seccomp']:.3f}\thost\t{files['host']:.3f}\tns\t-\n")
         out.write(f"syscall loop (ids, seccomp)\t{median['ids', 'appbox']:.3f}\thost\t{median['ids', 'host']:.3f}\tns\t-\n")
         if flatpak_mb:
             out.write(f"portal idle RSS\t{appbox_mb:.3f}\tFlatpak's portals\t{flatpak_mb:.3f}\tMB\t-\n")

@@ -107,6 +107,11 @@ fn filesystem_grants_expose_what_they_name_with_their_access() {
     let music = world.home_dir("Music");
     let games = world.home.join("Games");
     let app = world.probe_app("org.appbox.Probe", &[]);
+    // The user's own file under a read-only grant: its mount refuses writing,
+    // truncating and deleting it, whatever the file's mode says.
+    let notes = docs.join("notes.txt");
+    std::fs::write(&notes, "keep me").unwrap();
+    chown(&notes, world.user);
 
     check(
         &world,
@@ -117,11 +122,13 @@ fn filesystem_grants_expose_what_they_name_with_their_access() {
         ],
         &[
             format!("readonly={}", docs.display()),
+            format!("unwritable={}", notes.display()),
             format!("writable={}", games.display()),
             format!("hidden={}", music.display()),
         ],
     );
     assert!(games.is_dir(), ":create made the directory on the host");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "keep me");
 
     check(
         &world,

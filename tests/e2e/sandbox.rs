@@ -182,12 +182,16 @@ fn landlock_confines_even_without_the_mount_layer() {
     secret_file(&secret, world.user);
     let app = world.probe_app("org.appbox.Probe", &[]);
     let check = format!("unreadable={}", secret.display());
+    // The app's own file on a writable mount, under a rule that grants no writing: a
+    // mount the plan got wrong. Landlock alone must refuse writing, truncating and
+    // deleting it (it grants truncation only where a read-only mount refuses it too).
+    let unwritable = format!("unwritable={}", secret.display());
     // Mounts off, Landlock on: the host is visible, but its files cannot be opened.
     let command = host_probe_command(&app);
     let report = world.probe(
         &app,
         &["--unsafe-disable-layer=mounts", &command],
-        &[&check],
+        &[&check, &unwritable],
     );
     report.assert_all_ok();
     // Both off: the probe reads it, so the check above can fail.
@@ -198,10 +202,11 @@ fn landlock_confines_even_without_the_mount_layer() {
             "--unsafe-disable-layer=landlock",
             &command,
         ],
-        &[&check],
+        &[&check, &unwritable],
     );
     let _ = std::fs::remove_file(&secret);
     report.assert_failed(&check);
+    report.assert_failed(&unwritable);
 }
 
 /// Without the mount layer there is no /app: run the probe by its host path.

@@ -6,12 +6,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use landlock::{
     Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
     RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
+
+use nix::sys::statvfs::{fstatvfs, FsFlags};
 
 use crate::plan::{LandlockAccess, LandlockRule};
 use crate::sandbox::mounts::Anchor;
@@ -65,6 +67,36 @@ fn access_rights(access: LandlockAccess) -> BitFlags<AccessFs> {
     }
 }
 
+/// Whether granting truncation under a read-only rule grants nothing: the
+/// rule is on a mount the launcher made read-only (recursively), and every
+/// mount it made beneath the rule is read-only too.
+///
+/// The kernel refuses to truncate on a read-only mount (EROFS) before it asks
+/// Landlock, and the mounts stay read-only: the app has no capabilities,
+/// seccomp refuses every mount call, and a Landlock domain may not remount.
+/// The grant is for speed: on each open Landlock also looks for the truncate
+/// right, and where no rule grants it, it walks every directory up to `/`
+/// (about 180 ns an open in the sandbox on this machine, where the walk also
+/// crosses the mount of /usr; see `tests/bench/runtime.sh`). With
+/// it, the walk stops at the rule. A read-only rule that is not on such a
+/// mount, say a mistake in the mounts, keeps refusing truncation.
+fn truncation_is_refused_by_mounts<'a>(
+    rule: &LandlockRule,
+    mounts: impl Iterator<Item = &'a PathBuf> + Clone,
+    is_read_only: impl Fn(&Path) -> bool,
+) -> bool {
+    let mut mounts = mounts.filter(|path| path.starts_with(&rule.path));
+    matches!(
+        rule.access,
+        LandlockAccess::ReadOnly | LandlockAccess::ListOnly
+    ) && mounts.clone().any(|path| *path == rule.path)
+        && mounts.all(|path| is_read_only(path))
+}
+
+fn is_read_only_mount(anchor: &Anchor) -> bool {
+    fstatvfs(&anchor.fd).is_ok_and(|fs| fs.flags().contains(FsFlags::ST_RDONLY))
+}
+
 /// Restricts the calling process to `rules`. A rule whose path has an anchor
 /// (the root of the mount that created it) is added on that descriptor;
 /// others are opened by path, and skipped if the path does not exist.
@@ -95,6 +127,10 @@ pub fn restrict_self(
             }
         };
         let mut rights = access_rights(rule.access);
+        let mount_is_read_only = |path: &Path| anchors.get(path).is_some_and(is_read_only_mount);
+        if truncation_is_refused_by_mounts(rule, anchors.keys(), mount_is_read_only) {
+            rights |= AccessFs::Truncate;
+        }
         if !is_dir {
             rights &= AccessFs::from_file(TESTED_ABI);
         }
@@ -107,4 +143,50 @@ pub fn restrict_self(
         return Err(LandlockError::NotEnforced);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(path: &str, access: LandlockAccess) -> LandlockRule {
+        LandlockRule {
+            path: path.into(),
+            access,
+        }
+    }
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn truncation_is_granted_only_where_every_mount_beneath_is_read_only() {
+        let mounts = paths(&["/tmp", "/usr", "/usr/share/fonts", "/usr2", "/etc/ssl"]);
+        let read_only = |path: &Path| path != Path::new("/tmp") && path != Path::new("/usr2");
+        let refused =
+            |rule: &LandlockRule| truncation_is_refused_by_mounts(rule, mounts.iter(), read_only);
+
+        assert!(refused(&rule("/usr", LandlockAccess::ReadOnly)));
+        assert!(refused(&rule("/etc/ssl", LandlockAccess::ListOnly)));
+        // `/` has the writable /tmp beneath it; /etc is no mount of its own.
+        assert!(!refused(&rule("/", LandlockAccess::ReadOnly)));
+        assert!(!refused(&rule("/etc", LandlockAccess::ReadOnly)));
+        // A read-only rule on a writable mount is the mistake the grant must not hide.
+        assert!(!refused(&rule("/usr2", LandlockAccess::ReadOnly)));
+        // Only read-only rules are widened; the others grant what they say.
+        assert!(!refused(&rule("/usr", LandlockAccess::Proc)));
+        assert!(!refused(&rule("/usr", LandlockAccess::Device)));
+    }
+
+    #[test]
+    fn a_writable_mount_beneath_keeps_truncation_refused() {
+        let mounts = paths(&["/usr", "/usr/local/cache"]);
+        let read_only = |path: &Path| path == Path::new("/usr");
+        assert!(!truncation_is_refused_by_mounts(
+            &rule("/usr", LandlockAccess::ReadOnly),
+            mounts.iter(),
+            read_only
+        ));
+    }
 }

@@ -151,16 +151,20 @@ pub fn writable(param: &OsStr) -> Outcome {
 }
 
 /// The existing file PATH can be neither opened for writing (O_WRONLY|O_APPEND, so nothing
-/// is truncated) nor unlinked: both must fail with EROFS, EACCES or EPERM.
+/// is truncated), truncated (to its own length, so nothing is lost) nor unlinked: all must
+/// fail with EROFS, EACCES or EPERM.
 pub fn unwritable(param: &OsStr) -> Outcome {
     let path = Path::new(param);
-    if let Err(err) = fs::symlink_metadata(path) {
-        return Outcome::fail(format!(
-            "lstat {}: {}",
-            show(path),
-            errno::describe_io(&err)
-        ));
-    }
+    let length = match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata.len(),
+        Err(err) => {
+            return Outcome::fail(format!(
+                "lstat {}: {}",
+                show(path),
+                errno::describe_io(&err)
+            ))
+        }
+    };
     let mut passed = true;
     let open_detail = match OpenOptions::new()
         .append(true)
@@ -176,6 +180,16 @@ pub fn unwritable(param: &OsStr) -> Outcome {
             format!("open for writing: {}", errno::describe_io(&err))
         }
     };
+    let truncate_detail = match truncate(path, length) {
+        Ok(()) => {
+            passed = false;
+            "truncated it".to_owned()
+        }
+        Err(err) => {
+            passed &= is_refusal(&err);
+            format!("truncate: {}", errno::describe_io(&err))
+        }
+    };
     let unlink_detail = match fs::remove_file(path) {
         Ok(()) => {
             passed = false;
@@ -188,8 +202,25 @@ pub fn unwritable(param: &OsStr) -> Outcome {
     };
     Outcome::verdict(
         passed,
-        format!("{}: {open_detail}; {unlink_detail}", show(path)),
+        format!(
+            "{}: {open_detail}; {truncate_detail}; {unlink_detail}",
+            show(path)
+        ),
     )
+}
+
+/// truncate(2), which needs no open file and so meets Landlock's truncate right alone.
+fn truncate(path: &Path, length: u64) -> io::Result<()> {
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let length =
+        libc::off_t::try_from(length).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: a NUL-terminated path that outlives the call.
+    if unsafe { libc::truncate(path.as_ptr(), length) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Opens PATH read-only. O_NONBLOCK keeps a FIFO from hanging us and O_NOCTTY keeps a tty
