@@ -26,6 +26,11 @@ chmod 0666 "$summary"
 logs=$work/logs
 mkdir "$logs"
 
+# The CPU time that the hypervisor gave to other machines during the run
+# (steal, from /proc/stat): on a shared host it is the noise to watch.
+cpu_ticks() { awk '/^cpu / { total = 0; for (i = 2; i <= NF; i++) total += $i; print $9, total }' /proc/stat; }
+read -r steal_before total_before < <(cpu_ticks)
+
 for bench in launch store portal runtime; do
     printf 'report: running tests/bench/%s.sh (log: %s/%s.log)\n' "$bench" "$logs" "$bench" >&2
     if ! APPBOX_BENCH_SUMMARY=$summary "tests/bench/$bench.sh" >"$logs/$bench.log" 2>&1; then
@@ -35,18 +40,22 @@ for bench in launch store portal runtime; do
     fi
 done
 
+read -r steal_after total_after < <(cpu_ticks)
+stolen=$(awk -v s=$((steal_after - steal_before)) -v t=$((total_after - total_before)) \
+    'BEGIN { printf "%.1f%%", t ? 100 * s / t : 0 }')
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 memory=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 python3 - "$summary" "$(date -u +%Y-%m-%d)" "$(uname -r)" "$cpu" "$(nproc)" "$memory" \
     "$(flatpak --version 2>/dev/null || echo 'flatpak: not installed')" \
-    "$(bwrap --version 2>/dev/null || echo 'bwrap: not installed')" <<'EOF'
+    "$(bwrap --version 2>/dev/null || echo 'bwrap: not installed')" "$stolen" <<'EOF'
 import sys
 
-summary, date, kernel, cpu, cores, memory, flatpak, bwrap = sys.argv[1:9]
+summary, date, kernel, cpu, cores, memory, flatpak, bwrap, stolen = sys.argv[1:10]
 print("# Benchmarks")
 print()
 print(f"Measured on {date} by `tests/bench/report.sh`: Linux {kernel}, {cores} cores of {cpu},")
 print(f"{memory} of memory, {flatpak}, {bwrap}. Each ratio divides two numbers from the same run.")
+print(f"The hypervisor gave {stolen} of the CPU time to other machines during the run (steal).")
 print("Lower is better for times, sizes and memory; higher is better for throughput.")
 print()
 print("| measure | appbox | reference | ratio | target |")
