@@ -2,7 +2,7 @@
 # Benchmark, not a test: how fast `appbox run` starts a trivial app, and how much
 # memory its monitor process holds while the app runs.
 #
-# In one hyperfine run it measures, each with a trivial command:
+# With hyperfine, in rounds, it measures, each with a trivial command:
 #   appbox run --app-dir DIR      an app whose command is /usr/bin/true
 #   bwrap                         an equivalent minimal sandbox
 #   bwrap, appbox's sandbox       the same mounts as appbox, from `appbox run
@@ -205,18 +205,25 @@ fi
 # --- launch time ---------------------------------------------------------------
 
 echo "bench: measuring launch times $who ($RUNS runs after $WARMUP warm-ups each)..."
-if ! as_bench_user hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --style basic \
-    --export-json "$work/out/launch.json" \
-    -n "/bin/true" "/bin/true" \
-    -n "unshare -Urmpf --mount-proc (floor)" "unshare -Urmpf --mount-proc true" \
-    -n "unshare, appbox's namespaces" "unshare -Urmpf --ipc --net --uts --cgroup --mount-proc true" \
-    -n "bwrap, minimal sandbox" "$BWRAP_ARGS /usr/bin/true" \
-    -n "bwrap, appbox's sandbox" "$same_sandbox" \
-    -n "appbox run --app-dir" "$work/appbox run --app-dir $work/true-app" \
-    "${bus_cmd[@]}" "${flatpak_cmd[@]}" >"$work/out/hyperfine.log" 2>&1; then
-    cat "$work/out/hyperfine.log" >&2
-    die "hyperfine failed (output above)"
-fi
+# hyperfine times one command's runs back to back, so a few seconds of noise
+# (other virtual machines on a shared host) would land on one command only. The
+# runs are split into ROUNDS rounds that each time every command in turn.
+ROUNDS=$((RUNS >= 10 ? 10 : 1))
+for ((round = 0; round < ROUNDS; round++)); do
+    warmup=$((round == 0 ? WARMUP : 2))
+    if ! as_bench_user hyperfine -N --warmup "$warmup" --runs $((RUNS / ROUNDS)) --style basic \
+        --export-json "$work/out/launch-$round.json" \
+        -n "/bin/true" "/bin/true" \
+        -n "unshare -Urmpf --mount-proc (floor)" "unshare -Urmpf --mount-proc true" \
+        -n "unshare, appbox's namespaces" "unshare -Urmpf --ipc --net --uts --cgroup --mount-proc true" \
+        -n "bwrap, minimal sandbox" "$BWRAP_ARGS /usr/bin/true" \
+        -n "bwrap, appbox's sandbox" "$same_sandbox" \
+        -n "appbox run --app-dir" "$work/appbox run --app-dir $work/true-app" \
+        "${bus_cmd[@]}" "${flatpak_cmd[@]}" >"$work/out/hyperfine.log" 2>&1; then
+        cat "$work/out/hyperfine.log" >&2
+        die "hyperfine failed (output above)"
+    fi
+done
 
 # --- peak memory ---------------------------------------------------------------
 
@@ -247,25 +254,23 @@ measure_rss "bwrap" bwrap $BWRAP_ARGS /usr/bin/sleep 1
 
 # --- report ----------------------------------------------------------------------
 
-python3 - "$work/out/launch.json" "$work/out/rss.tsv" "$flatpak_reason" <<'EOF'
+python3 - "$work/out" "$ROUNDS" "$work/out/rss.tsv" "$flatpak_reason" <<'EOF'
 import json
 import os
 import statistics
 import sys
 
-launch_file, rss_file, flatpak_reason = sys.argv[1:4]
+out, rounds, rss_file, flatpak_reason = sys.argv[1:5]
 rss_by_name = {}
-results = json.load(open(launch_file))["results"]
-medians = {}
-for r in results:
-    median = r.get("median")
-    if median is None:
-        median = statistics.median(r["times"])
-    medians[r["command"]] = median * 1000
-runs = len(results[0]["times"])
+times = {}
+for round in range(int(rounds)):
+    for r in json.load(open(f"{out}/launch-{round}.json"))["results"]:
+        times.setdefault(r["command"], []).extend(r["times"])
+medians = {name: statistics.median(t) * 1000 for name, t in times.items()}
+runs = len(next(iter(times.values())))
 
 print()
-print(f"Launch time, median of {runs} runs (ms), measured in one hyperfine run:")
+print(f"Launch time, median of {runs} runs (ms), in {rounds} rounds that each time every command:")
 for name, ms in medians.items():
     print(f"  {name:<38} {ms:8.2f}")
 if flatpak_reason:

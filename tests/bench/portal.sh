@@ -252,6 +252,11 @@ cat "$big" >/dev/null
 as_bench_user_bg "$work/out/bus.log" dbus-daemon --session --nofork --nopidfile \
     --address="$bus_address"
 bus_pid=$!
+# The portal connects once, at start: wait for the bus to listen.
+for ((i = 0; i < 250; i++)); do
+    [[ -S $work/bus/socket ]] && break
+    sleep 0.02
+done
 queue="$work/chooser/answers"
 as_bench_user touch "$queue"
 as_bench_user_bg "$work/out/portal.log" env DBUS_SESSION_BUS_ADDRESS="$bus_address" \
