@@ -162,7 +162,7 @@ python3 - "$results" "$appbox_portal" "$flatpak_portals" "$who" "${flatpak_names
 import os
 import sys
 
-results, appbox_portal, flatpak_portals, who, flatpak_names = sys.argv[1:6]
+results, appbox_portal, flatpak_portals, who, flatpak_names, repeats = sys.argv[1:7]
 loops = {}
 for line in open(results):
     mode, side, value = line.split()
@@ -172,7 +172,7 @@ sides = ("host", "appbox", "no_landlock", "no_seccomp", "bwrap")
 
 print()
 runs = len(loops["files", "host"])
-print(f"Syscall loops {who}, ns per round (best of {runs} runs of {sys.argv[6]} timings):")
+print(f"Syscall loops {who}, ns per round (best of {runs} runs of {repeats} timings):")
 print(f"  {'loop':<40} {'host':>8} {'appbox':>8} {'-landlock':>10} {'-seccomp':>9} {'bwrap':>8} {'appbox/host':>12}")
 labels = {"files": "open+read+fstat+close, getppid, getuid",
           "ids": "getppid, getuid (seccomp only)"}
