@@ -56,7 +56,7 @@ pub fn request_for_app_dir(dir: &Path) -> Result<LaunchRequest, DeployError> {
     if !files.is_dir() {
         return Err(DeployError::NoFiles { path: dir });
     }
-    Ok(request(metadata, files))
+    Ok(LaunchRequest::new(metadata, files))
 }
 
 /// An installed app, by id.
@@ -78,21 +78,7 @@ pub fn request_for_installed(store: &Path, id: &AppId) -> Result<LaunchRequest, 
     if !files.is_dir() {
         return Err(DeployError::NoFiles { path: deployment });
     }
-    Ok(request(metadata, files))
-}
-
-fn request(metadata: AppMetadata, app_files: PathBuf) -> LaunchRequest {
-    LaunchRequest {
-        metadata,
-        app_files,
-        runtime_files: None,
-        overrides: Vec::new(),
-        command: None,
-        args: Vec::new(),
-        bus_proxy_socket: None,
-        build_dir: None,
-        documents: Vec::new(),
-    }
+    Ok(LaunchRequest::new(metadata, files))
 }
 
 /// Fills in the runtime's files, which must be installed.

@@ -62,6 +62,24 @@ pub struct LaunchRequest {
     pub documents: Vec<DocumentMount>,
 }
 
+impl LaunchRequest {
+    /// The app as its metadata describes it: the host runtime, no overrides,
+    /// no bus, no documents.
+    pub fn new(metadata: AppMetadata, app_files: PathBuf) -> Self {
+        LaunchRequest {
+            metadata,
+            app_files,
+            runtime_files: None,
+            overrides: Vec::new(),
+            command: None,
+            args: Vec::new(),
+            bus_proxy_socket: None,
+            build_dir: None,
+            documents: Vec::new(),
+        }
+    }
+}
+
 /// Where a build's sources appear inside the build sandbox.
 pub const BUILD_DIR_IN_SANDBOX: &str = "/run/build";
 
@@ -1477,17 +1495,10 @@ mod tests {
 
     fn request() -> LaunchRequest {
         let text = "id = \"org.example.Limits\"\nname = \"Limits\"\ncommand = \"app\"\nruntime = \"host\"\npermissions = [\"--share=network\"]\n";
-        LaunchRequest {
-            metadata: AppMetadata::parse(text, Path::new("metadata.toml")).unwrap(),
-            app_files: PathBuf::from("/apps/org.example.Limits/files"),
-            runtime_files: None,
-            overrides: Vec::new(),
-            command: None,
-            args: Vec::new(),
-            bus_proxy_socket: None,
-            build_dir: None,
-            documents: Vec::new(),
-        }
+        LaunchRequest::new(
+            AppMetadata::parse(text, Path::new("metadata.toml")).unwrap(),
+            PathBuf::from("/apps/org.example.Limits/files"),
+        )
     }
 
     #[test]

@@ -135,18 +135,11 @@ fn metadata(permissions: &[&str]) -> AppMetadata {
 
 fn request(permissions: &[&str], overrides: &[&str]) -> LaunchRequest {
     LaunchRequest {
-        metadata: metadata(permissions),
-        app_files: PathBuf::from(APP_FILES),
-        runtime_files: None,
         overrides: overrides
             .iter()
             .map(|o| Change::parse(o).expect("test override parses"))
             .collect(),
-        command: None,
-        args: Vec::new(),
-        bus_proxy_socket: None,
-        build_dir: None,
-        documents: Vec::new(),
+        ..LaunchRequest::new(metadata(permissions), PathBuf::from(APP_FILES))
     }
 }
 
