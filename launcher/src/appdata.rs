@@ -9,13 +9,14 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{fstatat, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 use crate::appid::AppId;
-use crate::sandbox::sys::{openat2, RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS};
+use crate::sandbox::sys::{entry_names, openat2, RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppDataError {
@@ -36,7 +37,7 @@ pub struct AppData {
 }
 
 /// Where the apps' data lives under `home`.
-pub fn data_root(home: &Path) -> PathBuf {
+fn data_root(home: &Path) -> PathBuf {
     home.join(".var/app")
 }
 
@@ -74,7 +75,7 @@ pub fn list(home: &Path) -> Result<Vec<AppData>, AppDataError> {
         source,
     };
     let mut all = Vec::new();
-    for name in names(&root).map_err(|e| fail("read", e))? {
+    for name in entry_names(root.as_fd()).map_err(|e| fail("read", e))? {
         let Some(id) = name.to_str().ok().filter(|id| AppId::parse(id).is_ok()) else {
             continue;
         };
@@ -133,19 +134,6 @@ fn open_dir(parent: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
     )
 }
 
-/// The names in a directory, without `.` and `..`.
-fn names(dir: &OwnedFd) -> io::Result<Vec<CString>> {
-    let mut listing = nix::dir::Dir::from_fd(dir.try_clone()?)?;
-    let mut names = Vec::new();
-    for entry in listing.iter() {
-        let name = entry?.file_name().to_owned();
-        if !matches!(name.to_bytes(), b"." | b"..") {
-            names.push(name);
-        }
-    }
-    Ok(names)
-}
-
 /// What an entry is, not following a symlink; `None` when it is gone.
 fn stat(dir: &OwnedFd, name: &CStr) -> io::Result<Option<nix::sys::stat::FileStat>> {
     match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
@@ -159,32 +147,41 @@ fn is_dir(stat: &nix::sys::stat::FileStat) -> bool {
     SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
 }
 
-/// The disk space of a tree, in bytes. Walked with a stack of open
-/// directories rather than recursion, so a deep tree cannot exhaust ours.
+/// The disk space of a tree, in bytes. Walked with a stack rather than
+/// recursion, so a deep tree cannot exhaust ours; a directory is opened only
+/// when its turn comes, so the descriptors held grow with the tree's depth,
+/// not its width.
 fn disk_usage(top: OwnedFd) -> io::Result<u64> {
     let mut total = 0u64;
-    let mut pending = vec![top];
-    while let Some(dir) = pending.pop() {
-        for name in names(&dir)? {
-            let Some(stat) = stat(&dir, &name)? else {
-                continue;
-            };
-            total = total.saturating_add(u64::try_from(stat.st_blocks).unwrap_or(0) * 512);
-            if is_dir(&stat) {
-                match open_dir(&dir, &name) {
-                    Ok(sub) => pending.push(sub),
-                    // Replaced since the stat: it is not ours to count.
-                    Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
-                        ) => {}
-                    Err(e) => return Err(e),
+    let mut pending: Vec<(Rc<OwnedFd>, CString)> = Vec::new();
+    let mut next = Some(top);
+    loop {
+        if let Some(dir) = next.take() {
+            let dir = Rc::new(dir);
+            for name in entry_names(dir.as_fd())? {
+                let Some(stat) = stat(&dir, &name)? else {
+                    continue;
+                };
+                total = total.saturating_add(u64::try_from(stat.st_blocks).unwrap_or(0) * 512);
+                if is_dir(&stat) {
+                    pending.push((Rc::clone(&dir), name));
                 }
             }
         }
+        let Some((parent, name)) = pending.pop() else {
+            return Ok(total);
+        };
+        match open_dir(&parent, &name) {
+            Ok(sub) => next = Some(sub),
+            // Replaced since the stat: it is not ours to count.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                ) => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(total)
 }
 
 /// Removes `name` in `parent` and all below it. Each directory is emptied
@@ -200,29 +197,33 @@ fn remove_tree(parent: &OwnedFd, name: &CStr) -> io::Result<bool> {
     // Each frame: an open directory, its name in the frame below, and the
     // entries still to remove.
     let first = open_dir(parent, name)?;
-    let first_names = names(&first)?;
+    let first_names = entry_names(first.as_fd())?;
     let mut frames = vec![(first, name.to_owned(), first_names)];
-    while let Some((dir, _, entries)) = frames.last_mut() {
+    loop {
+        let Some((_, _, entries)) = frames.last_mut() else {
+            return Ok(true);
+        };
         if let Some(entry) = entries.pop() {
-            let dir_fd = dir.try_clone()?;
-            match stat(&dir_fd, &entry)? {
+            let Some((dir, _, _)) = frames.last() else {
+                return Ok(true);
+            };
+            match stat(dir, &entry)? {
                 None => {}
                 Some(stat) if is_dir(&stat) => {
-                    let sub = open_dir(&dir_fd, &entry)?;
-                    let sub_names = names(&sub)?;
+                    let sub = open_dir(dir, &entry)?;
+                    let sub_names = entry_names(sub.as_fd())?;
                     frames.push((sub, entry, sub_names));
                 }
-                Some(_) => unlink_entry(&dir_fd, &entry, UnlinkatFlags::NoRemoveDir)?,
+                Some(_) => unlink_entry(dir, &entry, UnlinkatFlags::NoRemoveDir)?,
             }
             continue;
         }
         let Some((_, done, _)) = frames.pop() else {
-            break;
+            return Ok(true);
         };
         let holder = frames.last().map_or(parent, |(fd, _, _)| fd);
         unlink_entry(holder, &done, UnlinkatFlags::RemoveDir)?;
     }
-    Ok(true)
 }
 
 fn unlink_entry(dir: &OwnedFd, name: &CStr, flags: UnlinkatFlags) -> io::Result<()> {

@@ -177,7 +177,7 @@ impl Request {
     }
 
     /// What serde cannot say: sizes, plain names, known consent entries.
-    pub fn check(&self) -> Result<(), DialogError> {
+    fn check(&self) -> Result<(), DialogError> {
         match self {
             Request::Consent(request) => {
                 consent::check_entry(&request.table, &request.id)?;
@@ -333,14 +333,11 @@ fn check_len(field: &'static str, text: &str) -> Result<(), DialogError> {
     Ok(())
 }
 
-/// A name that stays inside the folder it is joined to: one path
-/// component, not `.` or `..`, without control characters.
+/// A name that stays inside the folder it is joined to: what a document's
+/// name may be (one path component, not `.` or `..`), without control
+/// characters.
 fn check_plain_name(name: &str) -> Result<(), DialogError> {
-    let plain = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.contains('/')
-        && !name.chars().any(char::is_control);
+    let plain = crate::plan::check_doc_name(name).is_ok() && !name.chars().any(char::is_control);
     if !plain {
         return Err(DialogError::NotAName(escaped(name)));
     }

@@ -22,17 +22,19 @@
 //!    beneath, without symlinks and without leaving the runtime dir's tmpfs,
 //!    and attach the mount onto the file descriptor of that new empty file.
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 
 use crate::plan::{check_doc_id, check_document, documents_dir, DocumentMount, PlanError};
 use crate::sandbox::sys::{
-    change_mount_attrs, clone_tree, is_mount_root, move_mount_onto, openat2, set_mount_attrs,
-    MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS,
-    RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV,
+    change_mount_attrs, clone_tree, entry_names, is_mount_root, move_mount_onto, openat2,
+    set_mount_attrs, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, RESOLVE_BENEATH,
+    RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -376,18 +378,19 @@ pub fn remove(pidfd: BorrowedFd, app_uid: u32, doc_id: &str) -> Result<(), Injec
     // umount2 takes a path: a single name resolved from the document's
     // directory, never following a symlink.
     nix::unistd::fchdir(&id_dir).map_err(|e| step("cannot enter", &id_path)(e.into()))?;
-    for name in entry_names(&id_dir).map_err(step("cannot list", &id_path))? {
-        let shown = id_path.join(&name);
+    for name in entry_names(id_dir.as_fd()).map_err(step("cannot list", &id_path))? {
+        let name = Path::new(OsStr::from_bytes(name.to_bytes()));
+        let shown = id_path.join(name);
         let mut was_mounted = false;
         // Bounded: a mount point holds at most the mounts stacked on it.
         for _ in 0..16 {
-            match is_mount_root(id_dir.as_fd(), &name) {
+            match is_mount_root(id_dir.as_fd(), name) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => return Err(step("cannot inspect", &shown)(e)),
             }
             nix::mount::umount2(
-                name.as_path(),
+                name,
                 nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
             )
             .map_err(|e| step("cannot unmount", &shown)(e.into()))?;
@@ -396,7 +399,7 @@ pub fn remove(pidfd: BorrowedFd, app_uid: u32, doc_id: &str) -> Result<(), Injec
         if was_mounted {
             let _ = nix::unistd::unlinkat(
                 id_dir.as_fd(),
-                name.as_path(),
+                name,
                 nix::unistd::UnlinkatFlags::NoRemoveDir,
             );
         }
@@ -410,27 +413,6 @@ pub fn remove(pidfd: BorrowedFd, app_uid: u32, doc_id: &str) -> Result<(), Injec
         Ok(()) | Err(nix::errno::Errno::ENOTEMPTY) => Ok(()),
         Err(e) => Err(step("cannot remove", &id_path)(e.into())),
     }
-}
-
-/// The names in a directory, without `.` and `..`.
-fn entry_names(dir: &OwnedFd) -> io::Result<Vec<PathBuf>> {
-    use std::os::unix::ffi::OsStrExt;
-    let listing = nix::dir::Dir::openat(
-        dir.as_fd(),
-        ".",
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(io::Error::from)?;
-    let mut names = Vec::new();
-    for entry in listing {
-        let entry = entry.map_err(io::Error::from)?;
-        let bytes = entry.file_name().to_bytes();
-        if bytes != b"." && bytes != b".." {
-            names.push(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)));
-        }
-    }
-    Ok(names)
 }
 
 #[cfg(test)]

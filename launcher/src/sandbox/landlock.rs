@@ -5,6 +5,7 @@
 //! scoping of abstract unix sockets and signals) are used when the kernel has them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -12,8 +13,6 @@ use landlock::{
     Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, Ruleset, RulesetAttr,
     RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
-
-use nix::sys::statvfs::{fstatvfs, FsFlags};
 
 use crate::plan::{LandlockAccess, LandlockRule};
 use crate::sandbox::mounts::Anchor;
@@ -77,24 +76,24 @@ fn access_rights(access: LandlockAccess) -> BitFlags<AccessFs> {
 /// The grant is for speed: on each open Landlock also looks for the truncate
 /// right, and where no rule grants it, it walks every directory up to `/`
 /// (about 180 ns an open in the sandbox on this machine, where the walk also
-/// crosses the mount of /usr; see `tests/bench/runtime.sh`). With
-/// it, the walk stops at the rule. A read-only rule that is not on such a
-/// mount, say a mistake in the mounts, keeps refusing truncation.
-fn truncation_is_refused_by_mounts<'a>(
+/// crosses the mount of /usr; see `tests/bench/runtime.sh`). With it, the walk
+/// stops at the rule. A read-only rule that is not on such a mount, say a
+/// mistake in the mounts, keeps refusing truncation; so does every rule of
+/// `appbox enter`, which makes no mounts.
+fn truncation_is_refused_by_mounts<M>(
     rule: &LandlockRule,
-    mounts: impl Iterator<Item = &'a PathBuf> + Clone,
-    is_read_only: impl Fn(&Path) -> bool,
+    mounts: &BTreeMap<PathBuf, M>,
+    is_read_only: impl Fn(&M) -> bool,
 ) -> bool {
-    let mut mounts = mounts.filter(|path| path.starts_with(&rule.path));
+    let beneath = (Bound::Excluded(rule.path.as_path()), Bound::Unbounded);
     matches!(
         rule.access,
         LandlockAccess::ReadOnly | LandlockAccess::ListOnly
-    ) && mounts.clone().any(|path| *path == rule.path)
-        && mounts.all(|path| is_read_only(path))
-}
-
-fn is_read_only_mount(anchor: &Anchor) -> bool {
-    fstatvfs(&anchor.fd).is_ok_and(|fs| fs.flags().contains(FsFlags::ST_RDONLY))
+    ) && mounts.get(&rule.path).is_some_and(&is_read_only)
+        && mounts
+            .range::<Path, _>(beneath)
+            .take_while(|(path, _)| path.starts_with(&rule.path))
+            .all(|(_, mount)| is_read_only(mount))
 }
 
 /// Restricts the calling process to `rules`. A rule whose path has an anchor
@@ -127,8 +126,7 @@ pub fn restrict_self(
             }
         };
         let mut rights = access_rights(rule.access);
-        let mount_is_read_only = |path: &Path| anchors.get(path).is_some_and(is_read_only_mount);
-        if truncation_is_refused_by_mounts(rule, anchors.keys(), mount_is_read_only) {
+        if truncation_is_refused_by_mounts(rule, anchors, |anchor| anchor.read_only) {
             rights |= AccessFs::Truncate;
         }
         if !is_dir {
@@ -156,16 +154,24 @@ mod tests {
         }
     }
 
-    fn paths(list: &[&str]) -> Vec<PathBuf> {
-        list.iter().map(PathBuf::from).collect()
+    /// Mount paths, each with whether it is read-only.
+    fn mounts(list: &[(&str, bool)]) -> BTreeMap<PathBuf, bool> {
+        list.iter()
+            .map(|&(path, read_only)| (PathBuf::from(path), read_only))
+            .collect()
     }
 
     #[test]
     fn truncation_is_granted_only_where_every_mount_beneath_is_read_only() {
-        let mounts = paths(&["/tmp", "/usr", "/usr/share/fonts", "/usr2", "/etc/ssl"]);
-        let read_only = |path: &Path| path != Path::new("/tmp") && path != Path::new("/usr2");
+        let mounts = mounts(&[
+            ("/tmp", false),
+            ("/usr", true),
+            ("/usr/share/fonts", true),
+            ("/usr2", false),
+            ("/etc/ssl", true),
+        ]);
         let refused =
-            |rule: &LandlockRule| truncation_is_refused_by_mounts(rule, mounts.iter(), read_only);
+            |rule: &LandlockRule| truncation_is_refused_by_mounts(rule, &mounts, |&ro| ro);
 
         assert!(refused(&rule("/usr", LandlockAccess::ReadOnly)));
         assert!(refused(&rule("/etc/ssl", LandlockAccess::ListOnly)));
@@ -181,12 +187,11 @@ mod tests {
 
     #[test]
     fn a_writable_mount_beneath_keeps_truncation_refused() {
-        let mounts = paths(&["/usr", "/usr/local/cache"]);
-        let read_only = |path: &Path| path == Path::new("/usr");
+        let mounts = mounts(&[("/usr", true), ("/usr/local/cache", false)]);
         assert!(!truncation_is_refused_by_mounts(
             &rule("/usr", LandlockAccess::ReadOnly),
-            mounts.iter(),
-            read_only
+            &mounts,
+            |&ro| ro
         ));
     }
 }

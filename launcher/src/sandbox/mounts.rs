@@ -181,6 +181,8 @@ const STRICT: u64 = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINK
 pub struct Anchor {
     pub fd: OwnedFd,
     pub is_dir: bool,
+    /// Made read-only, recursively, by the launcher.
+    pub read_only: bool,
 }
 
 /// What building the root produced.
@@ -256,11 +258,17 @@ impl NewRoot {
 
     /// Records a mount attached at `path`: whatever was cached there or below
     /// is now hidden.
-    fn mounted(&mut self, path: &Path, mount: OwnedFd, is_dir: bool) {
+    fn mounted(&mut self, path: &Path, mount: OwnedFd, is_dir: bool, read_only: bool) {
         self.dirs.retain(|cached, _| !cached.starts_with(path));
         self.anchors.retain(|cached, _| !cached.starts_with(path));
-        self.anchors
-            .insert(path.to_owned(), Anchor { fd: mount, is_dir });
+        self.anchors.insert(
+            path.to_owned(),
+            Anchor {
+                fd: mount,
+                is_dir,
+                read_only,
+            },
+        );
     }
 
     /// The parent directory of `path` and the final name.
@@ -339,7 +347,7 @@ fn mount_fresh(
     let mount = context.mount(attrs).map_err(step("mounting", path))?;
     let target = root.dir(path, mode)?;
     move_mount_onto(mount.as_fd(), target).map_err(step("attaching", path))?;
-    root.mounted(path, mount, true);
+    root.mounted(path, mount, true, false);
     Ok(())
 }
 
@@ -474,7 +482,7 @@ fn apply(
                 let target = root.file(dest, 0o644, libc::O_PATH)?;
                 move_mount_onto(tree.as_fd(), target.as_fd()).map_err(step("attaching", dest))?;
             }
-            root.mounted(dest, tree, is_dir);
+            root.mounted(dest, tree, is_dir, *access == BindAccess::ReadOnly);
         }
         MountOp::Proc { path } => mount_fresh(
             root,

@@ -219,6 +219,25 @@ impl FsContext {
     }
 }
 
+/// The names in a directory, without `.` and `..`. Listed through a new
+/// descriptor of the directory, so `dir`'s own position is left alone.
+pub fn entry_names(dir: BorrowedFd) -> io::Result<Vec<CString>> {
+    let listing = nix::dir::Dir::openat(
+        dir,
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in listing {
+        let name = entry?.file_name().to_owned();
+        if !matches!(name.to_bytes(), b"." | b"..") {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
 /// Whether `name` in `dir` (not followed if it is a symlink) is the root of a
 /// mount, by statx(2)'s STATX_ATTR_MOUNT_ROOT (Linux 5.8).
 pub fn is_mount_root(dir: BorrowedFd, name: &Path) -> io::Result<bool> {

@@ -267,10 +267,6 @@ impl Installation {
         self
     }
 
-    pub fn remotes_file(&self) -> &Path {
-        &self.remotes_file
-    }
-
     pub fn remotes(&self) -> Result<Remotes, InstallError> {
         Ok(Remotes::load(&self.remotes_file)?)
     }
@@ -826,10 +822,11 @@ impl Installation {
             .previous_commit(kind, id)
             .filter(|p| self.dir(kind, id).join(p).is_dir())
             .ok_or_else(|| InstallError::NoPrevious(id.to_owned()))?;
+        // Checked before the swap, so a refused deployment changes nothing.
+        let exports = self.check_deployment(&self.repo()?, kind, id, &previous)?;
         let dir = self.dir(kind, id);
         swap_link(&dir.join("previous"), &installed.commit)?;
         swap_link(&dir.join("current"), &previous)?;
-        let exports = self.check_deployment(kind, id, &dir.join(&previous))?;
         self.write_exports(kind, id, exports)?;
         self.record(&History {
             time: now(),
@@ -914,7 +911,7 @@ impl Installation {
         }
         // Everything that could refuse the deployment is checked before it
         // becomes current, so a refused one leaves the installation as it was.
-        let exports = match self.check_deployment(kind, id, &target) {
+        let exports = match self.check_deployment(repo, kind, id, commit) {
             Ok(exports) => exports,
             Err(e) => {
                 if fresh {
@@ -953,15 +950,18 @@ impl Installation {
         self.info_of(kind, id)
     }
 
-    /// Checks a checked-out deployment: its metadata is a regular file that
-    /// parses and names the app, and `files/` is a directory. Returns what an
-    /// app exports, checked and rewritten (nothing for a runtime).
+    /// Checks the checked-out deployment of `commit`: its metadata is a
+    /// regular file that parses and names the app, and `files/` is a
+    /// directory. Returns what an app exports, checked and rewritten (nothing
+    /// for a runtime).
     fn check_deployment(
         &self,
+        repo: &Repo,
         kind: EntryKind,
         id: &str,
-        deployment: &Path,
+        commit: &str,
     ) -> Result<Vec<export::ExportFile>, InstallError> {
+        let deployment = &self.dir(kind, id).join(commit);
         let metadata = AppMetadata::load(&deployment.join("metadata.toml"))?;
         if metadata.id.as_str() != id {
             return Err(InstallError::WrongMetadata {
@@ -980,47 +980,13 @@ impl Installation {
         if kind == EntryKind::Runtime {
             return Ok(Vec::new());
         }
-        self.check_shown_permissions(id, deployment, &metadata)?;
+        check_shown_permissions(repo, id, commit, &metadata)?;
         let app_id = AppId::parse(id).map_err(|e| ExportError::Refused {
             id: id.to_owned(),
             path: deployment.to_owned(),
             problem: e.to_string(),
         })?;
         Ok(export::collect(deployment, &app_id, &self.appbox)?)
-    }
-
-    /// The permissions an app's commit shows (its entry, which `install`,
-    /// `update` and `info` print, and updates compare) must be exactly those
-    /// its metadata.toml makes the launcher enforce: a publisher could
-    /// otherwise show one list and apply another (CVE-2021-43860).
-    fn check_shown_permissions(
-        &self,
-        id: &str,
-        deployment: &Path,
-        metadata: &AppMetadata,
-    ) -> Result<(), InstallError> {
-        let commit = deployment
-            .file_name()
-            .and_then(|name| name.to_str())
-            .filter(|name| is_checksum(name))
-            .ok_or_else(|| InstallError::NotInstalled(id.to_owned()))?;
-        let shown = match self.repo()?.commit_string(commit, catalog::COMMIT_KEY)? {
-            Some(json) => Entry::parse(&json)?.permissions,
-            None => Vec::new(),
-        };
-        let enforced: Vec<String> = metadata
-            .permissions
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        if shown != enforced {
-            return Err(InstallError::HiddenPermissions {
-                id: id.to_owned(),
-                shown: shown.join(" "),
-                enforced: enforced.join(" "),
-            });
-        }
-        Ok(())
     }
 
     /// Writes an app's exports, and removes what an earlier deployment
@@ -1419,7 +1385,7 @@ impl Installation {
             }
         }
         if kind == EntryKind::App {
-            match self.check_deployment(kind, id, &dir.join(&current)) {
+            match self.check_deployment(repo, kind, id, &current) {
                 Ok(exports) => self.write_exports(kind, id, exports)?,
                 Err(e) => report.problems.push(format!("{id}: {e}")),
             }
@@ -1547,6 +1513,35 @@ fn is_checksum(name: &str) -> bool {
 
 /// Points the symlink `link` at `target` atomically: a new link is renamed
 /// over the old one, so `current` is never missing or half-written.
+/// The permissions an app's commit shows (its entry, which `install`,
+/// `update` and `info` print, and updates compare) must be exactly those its
+/// metadata.toml makes the launcher enforce: a publisher could otherwise show
+/// one list and apply another (CVE-2021-43860).
+fn check_shown_permissions(
+    repo: &Repo,
+    id: &str,
+    commit: &str,
+    metadata: &AppMetadata,
+) -> Result<(), InstallError> {
+    let shown = match repo.commit_string(commit, catalog::COMMIT_KEY)? {
+        Some(json) => Entry::parse(&json)?.permissions,
+        None => Vec::new(),
+    };
+    let enforced: Vec<String> = metadata
+        .permissions
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if shown != enforced {
+        return Err(InstallError::HiddenPermissions {
+            id: id.to_owned(),
+            shown: shown.join(" "),
+            enforced: enforced.join(" "),
+        });
+    }
+    Ok(())
+}
+
 fn swap_link(link: &Path, target: &str) -> Result<(), InstallError> {
     let staging = link.with_extension(format!("new{}", std::process::id()));
     let _ = std::fs::remove_file(&staging);

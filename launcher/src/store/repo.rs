@@ -94,10 +94,6 @@ impl Cancel {
     pub fn reset(&self) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = gio::Cancellable::new();
     }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.current().is_cancelled()
-    }
 }
 
 /// libostree's commit metadata key for the refs a commit may be served as.
