@@ -5,6 +5,7 @@
 mod portal_dialog;
 mod window;
 
+use appbox::hostfacts::HostFacts;
 use appbox_gui::worker;
 
 use std::cell::RefCell;
@@ -31,9 +32,11 @@ fn main() -> glib::ExitCode {
                 window.present();
                 return;
             }
-            let (worker, replies, started) = worker::start();
+            // Gathered once, for the window and the worker both.
+            let facts = HostFacts::gather().map_err(|e| appbox::sandbox::chain(&e));
+            let (worker, replies, started) = worker::start(facts.clone());
             *thread.borrow_mut() = Some(started);
-            window::build(app, worker, replies);
+            window::build(app, worker, replies, facts.ok());
         });
     }
     let code = app.run();

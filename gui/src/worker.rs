@@ -2,7 +2,9 @@
 //! thread-safe (it holds libostree objects), so one worker thread owns an
 //! `Installation` and answers requests in order; replies come back to the
 //! main loop through a channel the window awaits. After every request the
-//! worker sends a [`Snapshot`] of the store as it is now.
+//! worker sends a [`Snapshot`] of the store as it is now; its costly parts
+//! (update plans, the sizes of apps' data) are read again only when the
+//! request may have changed them (see `Rereads`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -162,19 +164,29 @@ struct Store {
     installation: Installation,
     /// Disk use of deployments, by commit: a commit never changes.
     sizes: BTreeMap<String, u64>,
+    /// The update plans last made; `None` before the first. Planning fetches
+    /// every remote afresh, and re-imports the images of apps installed from
+    /// OCI registries, so it is done on Refresh only.
+    updates: Option<Vec<UpdatePlan>>,
+    /// `~/.var/app` as last walked; `None` before the first walk.
+    data: Option<Vec<AppData>>,
 }
 
-/// Starts the worker; replies arrive on the returned receiver.
-pub fn start() -> (Worker, async_channel::Receiver<Reply>, WorkerThread) {
+/// Starts the worker on the host's facts, gathered by the caller (an error
+/// is the worker's first and last reply); replies arrive on the returned
+/// receiver.
+pub fn start(
+    facts: Result<HostFacts, String>,
+) -> (Worker, async_channel::Receiver<Reply>, WorkerThread) {
     let (requests, incoming) = std::sync::mpsc::channel::<Request>();
     let (replies, receiver) = async_channel::unbounded();
     let cancel = Cancel::default();
     let thread_cancel = cancel.clone();
     let thread = std::thread::spawn(move || {
-        let facts = match HostFacts::gather() {
+        let facts = match facts {
             Ok(facts) => facts,
             Err(e) => {
-                let _ = replies.send_blocking(Reply::Failed(appbox::sandbox::chain(&e)));
+                let _ = replies.send_blocking(Reply::Failed(e));
                 return;
             }
         };
@@ -183,20 +195,22 @@ pub fn start() -> (Worker, async_channel::Receiver<Reply>, WorkerThread) {
             facts,
             cancel: thread_cancel,
             sizes: BTreeMap::new(),
+            updates: None,
+            data: None,
         };
         while let Ok(request) = incoming.recv() {
             let mut out = Vec::new();
-            if request == Request::Refresh {
-                store.installation = open_installation(&store.facts, &store.cancel);
-            } else {
-                let outcome = store.carry_out(&request, &replies);
+            let outcome = store.carry_out(&request, &replies);
+            let rereads = Rereads::after(&request);
+            // Refresh ends with its snapshot alone.
+            if request != Request::Refresh {
                 // A Cancel pressed while this waited in the queue stopped it
                 // too; the next request starts afresh.
                 store.cancel.reset();
                 out.push(Reply::Finished { request, outcome });
             }
             // Whatever changed, the window shows the store as it is now.
-            out.push(store.snapshot());
+            out.push(store.snapshot(rereads));
             for reply in out {
                 if replies.send_blocking(reply).is_err() {
                     return;
@@ -233,12 +247,56 @@ fn outcome(result: Result<(), InstallError>) -> Outcome {
     }
 }
 
+/// What a snapshot reads again, rather than carrying it forward from the
+/// last one.
+#[derive(Debug, Clone, Copy)]
+struct Rereads {
+    /// Plan updates afresh.
+    updates: bool,
+    /// Walk `~/.var/app` again.
+    data: bool,
+}
+
+impl Rereads {
+    fn after(request: &Request) -> Rereads {
+        Rereads {
+            // Only Refresh finds new updates. Requests that change what is
+            // installed can only make earlier plans stale, and the snapshot
+            // drops those (see `still_applies`).
+            updates: *request == Request::Refresh,
+            // An uninstall leaves the app's data behind as leftover; other
+            // requests do not touch `~/.var/app`.
+            data: matches!(
+                request,
+                Request::Refresh | Request::Uninstall { .. } | Request::DeleteData { .. }
+            ),
+        }
+    }
+}
+
+/// Whether `plan`, made earlier, still applies to what is installed now:
+/// its app is still installed from the same remote, at the commit the plan
+/// updates from. An Install, Update or Uninstall since then may have
+/// changed that; nothing else does.
+fn still_applies(plan: &UpdatePlan, installed: &[Installed]) -> bool {
+    installed.iter().any(|item| {
+        item.id == plan.id
+            && item.commit == plan.from
+            && item.origin.as_ref().map(|o| o.remote.as_str()) == Some(plan.remote.as_str())
+    })
+}
+
 impl Store {
     fn carry_out(&mut self, request: &Request, replies: &async_channel::Sender<Reply>) -> Outcome {
         let installation = &self.installation;
         let events = progress_events(replies);
         match request {
-            Request::Refresh => Outcome::Done,
+            Request::Refresh => {
+                // A new handle forgets the summaries the old one fetched, so
+                // the snapshot fetches every remote afresh.
+                self.installation = open_installation(&self.facts, &self.cancel);
+                Outcome::Done
+            }
             Request::Install { remote, id } => match AppId::parse(id) {
                 Ok(app) => outcome(installation.install(remote, &app, &events).map(drop)),
                 Err(e) => Outcome::Failed(e.to_string()),
@@ -296,7 +354,12 @@ impl Store {
         }
     }
 
-    fn snapshot(&mut self) -> Reply {
+    /// The store as it is now. Catalogs come from the summaries this
+    /// handle already holds (fetched again after Refresh), and deployment
+    /// sizes from `sizes`; update plans and data sizes are read again only
+    /// as `rereads` says (or when never read yet), else the last ones are
+    /// carried forward.
+    fn snapshot(&mut self, rereads: Rereads) -> Reply {
         let installation = &self.installation;
         let remotes = match installation.remotes() {
             Ok(remotes) => remotes,
@@ -334,12 +397,24 @@ impl Store {
                     .push(format!("{name}: {}", appbox::sandbox::chain(&e))),
             }
         }
-        // The catalogs just read are reused: no second fetch.
-        if let Ok((updates, _)) = installation.plan_updates(&[], &quiet) {
-            snapshot.updates = updates;
-        }
+        let updates = match self.updates.take() {
+            Some(earlier) if !rereads.updates => earlier
+                .into_iter()
+                .filter(|plan| still_applies(plan, &installed))
+                .collect(),
+            // The catalogs just read are reused: no second fetch.
+            _ => installation
+                .plan_updates(&[], &quiet)
+                .map(|(updates, _)| updates)
+                .unwrap_or_default(),
+        };
+        snapshot.updates = updates.clone();
+        self.updates = Some(updates);
         snapshot.unused_runtimes = installation.unused_runtimes().unwrap_or_default();
-        let data = appdata::list(&self.facts.home).unwrap_or_default();
+        let data = match self.data.take() {
+            Some(earlier) if !rereads.data => earlier,
+            _ => appdata::list(&self.facts.home).unwrap_or_default(),
+        };
         let data_of = |id: &str| data.iter().find(|d| d.id == id).map(|d| d.bytes);
         for item in &installed {
             let bytes = self.deployment_size(&item.commit);
@@ -354,6 +429,7 @@ impl Store {
             .filter(|d| !versions.contains_key(d.id.as_str()))
             .cloned()
             .collect();
+        self.data = Some(data);
         Reply::Snapshot(Box::new(snapshot))
     }
 

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use appbox::hostfacts::HostFacts;
 use appbox::store::build::publish_tree;
 use appbox::store::catalog::{Entry, EntryKind};
 use appbox::store::sign::SecretKey;
@@ -49,20 +50,23 @@ fn publish(root: &Path, key: &SecretKey, version: &str, permissions: &[&str]) ->
     repo
 }
 
-/// Waits for the next reply, failing after a minute.
+/// Waits for the next reply, failing after a minute. It polls rather than
+/// blocks, so the test itself can give up on a worker that hangs.
 fn next(replies: &async_channel::Receiver<Reply>) -> Reply {
-    std::thread::scope(|scope| {
-        let waiter = scope.spawn(|| replies.recv_blocking());
-        let start = std::time::Instant::now();
-        while !waiter.is_finished() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the worker did not answer"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match replies.try_recv() {
+            Ok(reply) => return reply,
+            Err(async_channel::TryRecvError::Empty) => {}
+            Err(async_channel::TryRecvError::Closed) => {
+                panic!("the worker ended without answering")
+            }
         }
-        waiter.join().unwrap().expect("the worker is alive")
-    })
+        if std::time::Instant::now() >= deadline {
+            panic!("the worker did not answer within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Replies until the next snapshot, which ends every request's answer, and
@@ -108,7 +112,8 @@ fn the_worker_installs_updates_cancels_and_removes() {
     key.public().write_new(&key_file).unwrap();
     let url = format!("file://{}", repo.display());
 
-    let (worker, replies, thread) = worker::start();
+    let facts = HostFacts::gather().map_err(|e| appbox::sandbox::chain(&e));
+    let (worker, replies, thread) = worker::start(facts);
     worker.send(Request::Refresh);
     let (_, snapshot) = until_snapshot(&replies);
     assert!(snapshot.catalog.is_empty() && snapshot.remotes.is_empty());
@@ -180,6 +185,14 @@ fn the_worker_installs_updates_cancels_and_removes() {
         ("1.0", "2.0")
     );
     assert_eq!(plan.added_permissions, ["--filesystem=home"]);
+    // A request that changes nothing installed carries the plans forward.
+    worker.send(Request::Install {
+        remote: "local".into(),
+        id: "org.appbox.Missing".into(),
+    });
+    let (outcome, carried) = until_snapshot(&replies);
+    assert!(matches!(outcome, Some(Outcome::Failed(_))), "{outcome:?}");
+    assert_eq!(carried.updates, snapshot.updates);
     worker.send(Request::Update {
         plans: snapshot.updates.clone(),
     });

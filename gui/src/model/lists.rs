@@ -16,7 +16,7 @@ use appbox::documents::{DocId, Documents};
 use appbox::overrides::normalize;
 use appbox::permissions::{Change, FsAccess, FsLocation, PermissionError, Permissions, RelPath};
 
-use super::toggles::parse_all;
+use super::toggles::{effective, parse_all};
 
 /// A list of the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,10 +283,6 @@ pub enum ListError {
     Switch,
     #[error("~/{0} stays: a folder the app keeps cannot be taken away, only reset with all your choices")]
     Permanent(String),
-}
-
-fn effective(app: &[Change], overrides: &[Change]) -> Permissions {
-    Permissions::from_changes(app.iter().chain(overrides))
 }
 
 /// The keys of `list` in force in `permissions`, sorted.

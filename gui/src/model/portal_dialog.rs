@@ -6,7 +6,6 @@
 //! says, in appbox's own words, which app asks: the id the portal took
 //! from the sandbox's records.
 
-use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -127,26 +126,17 @@ pub fn chooser_view(request: &FileChooserRequest) -> ChooserView {
 }
 
 /// Why a pick could not become an answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PickError {
     /// GTK returned a file that has no local path (a remote location).
+    #[error("the chosen file is not on this computer")]
     NotLocal,
+    #[error("{} is not an absolute path", .0.display())]
     NotAbsolute(PathBuf),
     /// Saving into a folder needs exactly one folder.
+    #[error("{0} folders were chosen to save into")]
     NotOneFolder(usize),
 }
-
-impl fmt::Display for PickError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PickError::NotLocal => f.write_str("the chosen file is not on this computer"),
-            PickError::NotAbsolute(path) => write!(f, "{} is not an absolute path", path.display()),
-            PickError::NotOneFolder(n) => write!(f, "{n} folders were chosen to save into"),
-        }
-    }
-}
-
-impl std::error::Error for PickError {}
 
 /// The answer for what the user picked (`None` for a file with no local
 /// path): the files themselves, or for SaveFiles the app's names in the

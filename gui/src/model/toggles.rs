@@ -139,7 +139,8 @@ fn granted(permissions: &Permissions, on: &str) -> bool {
     }
 }
 
-fn effective(app: &[Change], overrides: &[Change]) -> Permissions {
+/// The permissions in force: the app's own, then the user's overrides.
+pub(crate) fn effective(app: &[Change], overrides: &[Change]) -> Permissions {
     Permissions::from_changes(app.iter().chain(overrides))
 }
 

@@ -11,7 +11,7 @@ use appbox::store::catalog::EntryKind;
 use appbox_gui::model::catalog::human_size;
 use appbox_gui::model::text;
 
-use super::{boxed_list, clear, details, icon, launch, scrolled_page, Ui};
+use super::{boxed_list, clear, details, icon, kind_label, launch, scrolled_page, Ui};
 
 pub(crate) fn page() -> (gtk::ScrolledWindow, gtk::ListBox) {
     let list = boxed_list("Installed apps and runtimes");
@@ -48,10 +48,7 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
     }
     for item in installed {
         let app = &item.installed;
-        let kind = match app.kind {
-            EntryKind::App => "App",
-            EntryKind::Runtime => "Runtime",
-        };
+        let kind = kind_label(app.kind);
         let row = adw::ActionRow::builder()
             .title(text::one_line(&app.entry.name))
             .subtitle(format!(

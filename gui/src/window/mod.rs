@@ -62,7 +62,14 @@ pub(crate) struct Ui {
     state: RefCell<State>,
 }
 
-pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Receiver<Reply>) {
+/// Builds and shows the window; `facts` is `None` when the host's
+/// directories are not known (the worker then reports why).
+pub fn build(
+    app: &adw::Application,
+    worker: Worker,
+    replies: async_channel::Receiver<Reply>,
+    facts: Option<HostFacts>,
+) {
     let views = adw::ViewStack::new();
     let explore = explore::Explore::new();
     views.add_titled_with_icon(
@@ -159,7 +166,6 @@ pub fn build(app: &adw::Application, worker: Worker, replies: async_channel::Rec
         .content(&toasts)
         .build();
 
-    let facts = HostFacts::gather().ok();
     let ui = Rc::new(Ui {
         overrides: facts
             .as_ref()
@@ -345,7 +351,8 @@ impl Ui {
 
 fn finished_message(request: &Request, outcome: &Outcome) -> String {
     let what = match request {
-        Request::Refresh => "Refreshed".to_owned(),
+        // The worker answers Refresh with a snapshot alone; nothing to say.
+        Request::Refresh => return String::new(),
         Request::Install { id, .. } => format!("Installed {id}"),
         Request::Update { plans } => match plans.as_slice() {
             [one] => format!("Updated {}", one.id),
@@ -395,6 +402,14 @@ fn icon(item: &CatalogItem, size: i32) -> gtk::Image {
         })),
     }
     image
+}
+
+/// What an installed item is, in a row's subtitle.
+fn kind_label(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::App => "App",
+        EntryKind::Runtime => "Runtime",
+    }
 }
 
 /// A list in the style of the HIG's boxed lists, named for accessibility.

@@ -9,12 +9,11 @@ use adw::prelude::*;
 use gtk4 as gtk;
 use libadwaita as adw;
 
-use appbox::store::catalog::EntryKind;
 use appbox_gui::model::catalog::human_size;
 use appbox_gui::model::text;
 use appbox_gui::worker::Request;
 
-use super::{icon_button, plain_row, scrolled_page, Ui};
+use super::{icon_button, kind_label, plain_row, scrolled_page, Ui};
 
 pub(crate) struct Storage {
     pub page: gtk::ScrolledWindow,
@@ -79,7 +78,10 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
     for (group, row) in storage.rows.take() {
         group.remove(&row);
     }
-    let snapshot = ui.state.borrow().snapshot.clone();
+    // Borrowed while the rows are made: nothing here changes the state
+    // (the buttons' requests are sent later, on click).
+    let state = ui.state.borrow();
+    let snapshot = &state.snapshot;
     let mut rows = Vec::new();
     let mut add = |group: &adw::PreferencesGroup, row: adw::ActionRow| {
         group.add(&row);
@@ -87,10 +89,7 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
     };
     for item in &snapshot.installed {
         let app = &item.installed;
-        let mut subtitle = match app.kind {
-            EntryKind::App => format!("App · {}", human_size(item.bytes)),
-            EntryKind::Runtime => format!("Runtime · {}", human_size(item.bytes)),
-        };
+        let mut subtitle = format!("{} · {}", kind_label(app.kind), human_size(item.bytes));
         if let Some(data) = item.data_bytes {
             subtitle.push_str(&format!(" · data {}", human_size(data)));
         }
