@@ -10,9 +10,9 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
-use appbox_tests::{chown, chown_tree, running_as_root, secret_file, SessionBus, World};
+use appbox_tests::{chown, chown_tree, describe, running_as_root, secret_file, SessionBus, World};
 
 const ID: &str = "org.appbox.Probe";
 
@@ -55,15 +55,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// `appbox run --app-dir APP EXTRA... -- print=ran`, which must be refused
 /// with `why` in its message, without the app running and without any change
 /// under `watched`.
@@ -79,17 +70,17 @@ fn refused(world: &World, app: &Path, extra: &[&str], watched: &[&Path], why: &s
         output.status.code(),
         Some(1),
         "{extra:?}: {}",
-        text(&output)
+        describe(&output)
     );
     assert!(
         !String::from_utf8_lossy(&output.stdout).contains("ran"),
         "{extra:?}: the app ran: {}",
-        text(&output)
+        describe(&output)
     );
     assert!(
         stderr.starts_with("appbox: error: ") && stderr.contains(why),
         "{extra:?}: expected {why:?} in: {}",
-        text(&output)
+        describe(&output)
     );
     for (dir, before) in watched.iter().zip(before) {
         assert_eq!(before, snapshot(dir), "{} changed: {stderr}", dir.display());
@@ -263,7 +254,7 @@ fn deleting_the_app_data_deletes_links_not_their_targets() {
         .appbox(["run", ID, "--", "print=ran"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
 
     let victim = world.home.join("victim");
     std::fs::write(&victim, "precious\n").unwrap();
@@ -282,7 +273,7 @@ fn deleting_the_app_data_deletes_links_not_their_targets() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
     assert!(!data.exists(), "the app's data is gone");
     assert_eq!(before, (snapshot(&victim), snapshot(&victim_dir)));
 }
@@ -377,7 +368,7 @@ fn a_launch_keeps_nothing_in_world_writable_dirs() {
     for path in &planted {
         let _ = std::fs::remove_file(path);
     }
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("ran"));
 
     let ours = [
@@ -431,11 +422,11 @@ fn a_hostile_runtime_appbox_dir_is_refused() {
 
     let ps_refused = |why: &str| {
         let output = world.appbox(["ps"]).output().unwrap();
-        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
         assert!(
             String::from_utf8_lossy(&output.stderr).contains(why),
             "{}",
-            text(&output)
+            describe(&output)
         );
     };
     let watched: [&Path; 2] = [&world.runtime_dir, &victim];
@@ -502,7 +493,7 @@ fn a_writable_grant_cannot_rewrite_appbox_files() {
         .appbox(["override", ID, "--env=OVERRIDDEN=1"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
 
     let config = world.home.join(".config");
     let data = world.home.join(".local/share");
@@ -661,7 +652,7 @@ fn a_deny_override_removes_every_inherited_grant_inside_it() {
         .appbox(["override", ID, "--nofilesystem=home"])
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
     world
         .probe(
             &app,

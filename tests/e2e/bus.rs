@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use appbox_tests::{require_programs, SessionBus, World};
+use appbox_tests::{describe, require_programs, SessionBus, World};
 
 const SERVICE: &str = r#"
 from gi.repository import Gio, GLib
@@ -40,15 +40,6 @@ fn run(world: &World, bus: Option<&SessionBus>, app: &Path, args: &[&str]) -> Ou
     cmd.stdin(Stdio::null()).output().unwrap()
 }
 
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 const LIST_NAMES: &[&str] = &[
     "--session",
     "--print-reply",
@@ -72,18 +63,18 @@ fn the_sandbox_bus_shows_only_what_the_app_may_talk_to() {
     // No bus permissions: the service is neither listed nor reachable.
     let plain = dbus_send_app(&world, &[]);
     let names = run(&world, Some(&bus), &plain, LIST_NAMES);
-    assert!(names.status.success(), "{}", text(&names));
+    assert!(names.status.success(), "{}", describe(&names));
     let listed = String::from_utf8_lossy(&names.stdout);
     assert!(
         listed.contains("org.freedesktop.DBus") && !listed.contains("org.example.Service"),
         "{listed}"
     );
     let ping = run(&world, Some(&bus), &plain, PING);
-    assert!(!ping.status.success(), "{}", text(&ping));
+    assert!(!ping.status.success(), "{}", describe(&ping));
     assert!(
         String::from_utf8_lossy(&ping.stderr).contains("ServiceUnknown"),
         "{}",
-        text(&ping)
+        describe(&ping)
     );
 
     // Eavesdropping is refused, in the spelling xdg-dbus-proxy 0.1.7 let through too.
@@ -96,18 +87,18 @@ fn the_sandbox_bus_shows_only_what_the_app_may_talk_to() {
         assert!(
             String::from_utf8_lossy(&output.stderr).contains("AccessDenied"),
             "{rule}: {}",
-            text(&output)
+            describe(&output)
         );
     }
 
     // talk-name reaches the service.
     let talker = dbus_send_app(&world, &["--talk-name=org.example.Service"]);
     let ping = run(&world, Some(&bus), &talker, PING);
-    assert!(ping.status.success(), "{}", text(&ping));
+    assert!(ping.status.success(), "{}", describe(&ping));
     assert!(
         String::from_utf8_lossy(&ping.stdout).contains("pong"),
         "{}",
-        text(&ping)
+        describe(&ping)
     );
 
     // socket=session-bus: the whole bus, still through the proxy.
@@ -116,10 +107,10 @@ fn the_sandbox_bus_shows_only_what_the_app_may_talk_to() {
     assert!(
         String::from_utf8_lossy(&names.stdout).contains("org.example.Service"),
         "{}",
-        text(&names)
+        describe(&names)
     );
     let ping = run(&world, Some(&bus), &everything, PING);
-    assert!(ping.status.success(), "{}", text(&ping));
+    assert!(ping.status.success(), "{}", describe(&ping));
 }
 
 #[test]
@@ -127,7 +118,7 @@ fn without_a_host_bus_the_sandbox_has_none() {
     let world = World::new();
     let app = dbus_send_app(&world, &[]);
     let output = run(&world, None, &app, LIST_NAMES);
-    assert!(!output.status.success(), "{}", text(&output));
+    assert!(!output.status.success(), "{}", describe(&output));
     let proxies = world.runtime_dir.join("appbox/bus");
     let left = std::fs::read_dir(&proxies).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "no proxy socket is left behind");

@@ -13,7 +13,9 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use appbox_tests::{artifacts_dir, chown, require_programs, running_as_root, SessionBus, World};
+use appbox_tests::{
+    artifacts_dir, chown, output_within, require_programs, running_as_root, SessionBus, World,
+};
 
 /// The bound of every wait in this file.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -127,48 +129,6 @@ fn exited_unreaped(pid: libc::pid_t) -> bool {
     };
     // SAFETY: waitid filled in a SIGCHLD siginfo (or left it zeroed).
     ret == 0 && unsafe { info.si_pid() } != 0
-}
-
-/// Runs `cmd` to completion within `limit`, like `Command::output`.
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    ]
-    .map(|pipe| {
-        let mut pipe = pipe.unwrap();
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    });
-    let status = poll(limit, || child.try_wait().unwrap());
-    let Some(status) = status else {
-        // SAFETY: killing the process group of our own, unreaped child.
-        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-        let _ = child.wait();
-        panic!("{cmd:?} did not finish within {limit:?}");
-    };
-    let [stdout, stderr] = readers.map(|r| r.join().unwrap());
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -14,7 +14,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use appbox::plan::DEFAULT_MAX_PROCESSES;
-use appbox_tests::{chown, require_programs, Nginx, SessionBus, World};
+use appbox_tests::{
+    child_output_within, chown, describe, output_within, require_programs, wait_until_within,
+    Nginx, SessionBus, World,
+};
 
 const SCRIPTED_CHOOSER: &str = "APPBOX_PORTAL_SCRIPTED_CHOOSER";
 const SCRIPTED_CONSENT: &str = "APPBOX_PORTAL_SCRIPTED_CONSENT";
@@ -93,25 +96,6 @@ fn next_line(lines: &Receiver<String>, limit: Duration, what: &str) -> String {
         .unwrap_or_else(|e| panic!("no line from {what} within {limit:?}: {e}"))
 }
 
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Runs `cmd` (its stdin from `/dev/null` unless set) for at most `limit`.
-fn run_within(cmd: &mut Command, limit: Duration, what: &str) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start a process");
-    output_within(child, limit, what)
-}
-
 /// `appbox ARGS` as the world's user on `bus` (if any); it must succeed
 /// within a minute.
 fn appbox_ok(world: &World, bus: Option<&SessionBus>, args: &[&str]) -> Output {
@@ -119,12 +103,7 @@ fn appbox_ok(world: &World, bus: Option<&SessionBus>, args: &[&str]) -> Output {
     if let Some(bus) = bus {
         cmd.env("DBUS_SESSION_BUS_ADDRESS", bus.address());
     }
-    cmd.stdin(Stdio::null());
-    let output = run_within(
-        &mut cmd,
-        Duration::from_secs(60),
-        &format!("appbox {args:?}"),
-    );
+    let output = output_within(cmd, Duration::from_secs(60));
     assert!(
         output.status.success(),
         "appbox {args:?}: {}",
@@ -291,10 +270,15 @@ fn fifty_launches_and_five_installs_at_once_all_finish_and_agree() {
     // The runtime the installs deployed together works.
     let input = world.root.join("wc-input");
     std::fs::write(&input, "one two\nthree\n").unwrap();
-    let counted = run_within(
+    let counted = child_output_within(
         world
             .appbox(["run", "org.appbox.Wc"])
-            .stdin(std::fs::File::open(&input).unwrap()),
+            .stdin(std::fs::File::open(&input).unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("start Wc"),
         Duration::from_secs(60),
         "Wc",
     );
@@ -427,44 +411,9 @@ impl PortalWorld {
 
     /// The pid of the process that owns the portal's name now, if any.
     fn portal_pid(&self) -> Option<u32> {
-        let mut cmd = Command::new("/usr/bin/dbus-send");
-        cmd.args(["--session", "--print-reply", "--reply-timeout=10000"])
-            .arg("--dest=org.freedesktop.DBus")
-            .args([
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus.GetConnectionUnixProcessID",
-                "string:org.appbox.Portal.Desktop",
-            ]);
-        self.world.prepare(&mut cmd);
-        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.bus.address());
-        let output = cmd.output().unwrap();
-        if !output.status.success() {
-            return None;
-        }
-        String::from_utf8_lossy(&output.stdout)
-            .split_whitespace()
-            .last()
-            .and_then(|pid| pid.parse().ok())
-    }
-}
-
-/// Waits for `child` with a deadline, reading its output meanwhile (a full
-/// pipe never stalls it); its output, or a failure naming `what`.
-fn output_within(child: Child, limit: Duration, what: &str) -> Output {
-    let pid = child.id();
-    let (send, receive) = channel();
-    std::thread::spawn(move || {
-        let _ = send.send(child.wait_with_output());
-    });
-    match receive.recv_timeout(limit) {
-        Ok(output) => output.expect("wait for a child"),
-        Err(_) => {
-            // SAFETY: kill with a signal number and the pid of our child,
-            // which stays unreaped until the waiting thread gets its status.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            let output = receive.recv().unwrap().expect("wait for a child");
-            panic!("{what} still ran after {limit:?}: {}", describe(&output));
-        }
+        self.bus
+            .owner_pid(&self.world, "org.appbox.Portal.Desktop")
+            .ok()
     }
 }
 
@@ -796,7 +745,7 @@ fn a_thousand_requests_are_answered_while_garbage_is_refused() {
     let pid = setup.portal_pid().expect("the portal's pid");
 
     // Warm up: the first calls set up what the portal keeps for good.
-    let warm = output_within(
+    let warm = child_output_within(
         good_client(&setup, &good, 30),
         Duration::from_secs(60),
         "warm-up",
@@ -821,7 +770,7 @@ fn a_thousand_requests_are_answered_while_garbage_is_refused() {
     }
     // The flood, while garbage keeps coming.
     let start = Instant::now();
-    let flood = output_within(
+    let flood = child_output_within(
         good_client(&setup, &good, FLOOD),
         Duration::from_secs(120),
         "the good client",
@@ -841,7 +790,7 @@ fn a_thousand_requests_are_answered_while_garbage_is_refused() {
         // run` passes SIGUSR1 on to the app.
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) };
         let report = next_line(lines, Duration::from_secs(120), "a garbage client's report");
-        let mut output = output_within(
+        let mut output = child_output_within(
             spawned.take(*index),
             Duration::from_secs(30),
             "a garbage client",
@@ -861,7 +810,7 @@ fn a_thousand_requests_are_answered_while_garbage_is_refused() {
         Some(pid),
         "another process owns the portal's name"
     );
-    let after = output_within(
+    let after = child_output_within(
         good_client(&setup, &good, 30),
         Duration::from_secs(60),
         "the next client",
@@ -878,7 +827,7 @@ fn a_thousand_requests_are_answered_while_garbage_is_refused() {
     // portal holds far less than the huge messages it read. (The allocator
     // keeps some freed memory: some 16 MiB here; 32 MiB is half of what the
     // huge messages alone would come to, had the portal kept them.)
-    let more = output_within(
+    let more = child_output_within(
         setup
             .python_on_host(GARBAGE_CLIENT, &["host", "8", &seed])
             .stdout(Stdio::piped())
@@ -1080,7 +1029,7 @@ fn a_portal_killed_mid_request_fails_that_call_and_the_next_call_restarts_it() {
             .world
             .run_app(&app, &["--command", "/usr/bin/cat"], &[in_sandbox]);
         cat.env("DBUS_SESSION_BUS_ADDRESS", setup.bus.address());
-        let output = run_within(cat.stdin(Stdio::null()), Duration::from_secs(60), "cat");
+        let output = output_within(cat, Duration::from_secs(60));
         assert!(output.status.success(), "{}", describe(&output));
         assert_eq!(String::from_utf8_lossy(&output.stdout), text);
     }
@@ -1123,17 +1072,6 @@ fn tasks_of(uid: u32, userns: Option<&Path>) -> u64 {
         }
     }
     count
-}
-
-fn wait_within(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -1198,7 +1136,7 @@ fn a_fork_bomb_stops_at_the_sandbox_limit_and_the_host_goes_on() {
         .unwrap_or_else(|| panic!("{listed}"));
     let userns = std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
     let mut in_sandbox = 0;
-    wait_within("the sandbox to fill up", Duration::from_secs(30), || {
+    wait_until_within("the sandbox to fill up", Duration::from_secs(30), || {
         in_sandbox = tasks_of(uid, Some(&userns));
         in_sandbox >= limit
     });
@@ -1207,17 +1145,14 @@ fn a_fork_bomb_stops_at_the_sandbox_limit_and_the_host_goes_on() {
     // The host goes on: the same user starts processes that start processes,
     // and another sandbox.
     let mut forks = Command::new("/usr/bin/timeout");
-    forks.args(["10", "/bin/true"]).stdin(Stdio::null());
+    forks.args(["10", "/bin/true"]);
     world.prepare(&mut forks);
-    let forked = run_within(&mut forks, Duration::from_secs(30), "timeout /bin/true");
+    let forked = output_within(forks, Duration::from_secs(30));
     assert!(forked.status.success(), "{}", describe(&forked));
     let bystander = world.probe_app("org.appbox.Bystander", &[]);
-    let output = run_within(
-        world
-            .run_app(&bystander, &[], &["print=still starts", "pidns"])
-            .stdin(Stdio::null()),
+    let output = output_within(
+        world.run_app(&bystander, &[], &["print=still starts", "pidns"]),
         Duration::from_secs(60),
-        "another sandbox",
     );
     appbox_tests::ProbeReport::from_output(output).assert_all_ok();
     assert_eq!(
@@ -1236,7 +1171,7 @@ fn a_fork_bomb_stops_at_the_sandbox_limit_and_the_host_goes_on() {
         .remove(0)
         .expect("the launcher exits after kill");
     assert_eq!(status.code(), Some(128 + 9));
-    wait_within(
+    wait_until_within(
         "the bomb's processes to go",
         Duration::from_secs(30),
         || tasks_of(uid, Some(&userns)) == 0,

@@ -2,10 +2,11 @@
 //! scripted chooser, and a GLib client inside a real sandbox that reaches
 //! the portal through the sandbox's bus proxy under the standard names.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use appbox_tests::{chown, require_programs, SessionBus, World};
+use appbox_tests::{chown, describe, require_programs, SessionBus, World};
 
 const APP_ID: &str = "org.appbox.PortalTest";
 const SCRIPTED: &str = "APPBOX_PORTAL_SCRIPTED_CHOOSER";
@@ -68,18 +69,24 @@ impl Setup {
     /// The portal started by the test.
     fn new() -> Setup {
         let mut setup = Setup::on_bus(false);
-        let queue = setup.queue.as_os_str().to_owned();
-        let consent = setup.consent_queue();
-        setup.bus.spawn(
-            &setup.world,
-            &setup.world.portal_path(),
-            &[],
-            &[(SCRIPTED, &queue), (SCRIPTED_CONSENT, consent.as_os_str())],
-        );
+        setup.start_portal(&[]);
         setup
-            .bus
-            .wait_for_name(&setup.world, "org.appbox.Portal.Desktop");
-        setup
+    }
+
+    /// Starts the portal on the bus, with the scripted chooser and consent
+    /// and `extra` in its environment, and waits for its name.
+    fn start_portal(&mut self, extra: &[(&str, &OsStr)]) {
+        let queue = self.queue.as_os_str().to_owned();
+        let consent = self.consent_queue();
+        let mut env = vec![
+            (SCRIPTED, queue.as_os_str()),
+            (SCRIPTED_CONSENT, consent.as_os_str()),
+        ];
+        env.extend_from_slice(extra);
+        self.bus
+            .spawn(&self.world, &self.world.portal_path(), &[], &env);
+        self.bus
+            .wait_for_name(&self.world, "org.appbox.Portal.Desktop");
     }
 
     /// No portal yet; with `activatable`, the bus can start it (and gives
@@ -172,15 +179,6 @@ impl Setup {
             .map(|text| serde_json::from_str(&text).unwrap())
             .unwrap_or(serde_json::Value::Null)
     }
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn doc_prefix(world: &World) -> String {
@@ -428,21 +426,10 @@ fn appbox_run_makes_the_portal_start_on_demand() {
         .contains("org.appbox.Portal.Documents"));
 
     // The bus started it; it ends with the bus.
-    let mut cmd = Command::new("/usr/bin/dbus-send");
-    cmd.args(["--session", "--print-reply", "--dest=org.freedesktop.DBus"])
-        .args([
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.GetConnectionUnixProcessID",
-        ])
-        .arg("string:org.appbox.Portal.Desktop");
-    setup.world.prepare(&mut cmd);
-    cmd.env("DBUS_SESSION_BUS_ADDRESS", setup.bus.address());
-    let reply = String::from_utf8(cmd.output().unwrap().stdout).unwrap();
-    let pid: u32 = reply
-        .split_whitespace()
-        .last()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {reply:?}"));
+    let pid = setup
+        .bus
+        .owner_pid(&setup.world, "org.appbox.Portal.Desktop")
+        .unwrap_or_else(|e| panic!("{e}"));
     let Setup { world, bus, .. } = setup;
     drop(bus);
     appbox_tests::wait_until("the portal to exit with its bus", || {
@@ -993,21 +980,7 @@ fn the_helper_the_portal_starts_gets_none_of_its_environment() {
     assert!(built.status.success(), "{}", describe(&built));
     appbox_tests::make_readable(&dir);
 
-    let queue = setup.queue.as_os_str().to_owned();
-    let consent = setup.consent_queue();
-    setup.bus.spawn(
-        &setup.world,
-        &setup.world.portal_path(),
-        &[],
-        &[
-            (SCRIPTED, &queue),
-            (SCRIPTED_CONSENT, consent.as_os_str()),
-            ("LD_PRELOAD", library.as_os_str()),
-        ],
-    );
-    setup
-        .bus
-        .wait_for_name(&setup.world, "org.appbox.Portal.Desktop");
+    setup.start_portal(&[("LD_PRELOAD", library.as_os_str())]);
     let host = setup.host_file("notes.txt", "from the host\n");
     setup.answer(&format!("{{\"paths\": [{host:?}]}}"));
     let out = setup.client("OpenFile", "from the sandbox\n");

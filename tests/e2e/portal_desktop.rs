@@ -9,9 +9,9 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
-use appbox_tests::{chown, require_programs, wait_until, SessionBus, World};
+use appbox_tests::{chown, describe, require_programs, wait_until, SessionBus, World};
 
 const APP_ID: &str = "org.appbox.DesktopTest";
 const OTHER_ID: &str = "org.appbox.OtherTest";
@@ -430,15 +430,6 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
         .collect()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[test]

@@ -7,42 +7,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
 use appbox_tests::{
-    chown_tree, make_readable, output_with_input, publish_samples as publish,
+    appbox_ok, chown_tree, describe, make_readable, output_with_input, publish_samples as publish,
     rebuild_sample as rebuild, Nginx, Published, Registry, World,
 };
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn ok(world: &World, args: &[&str]) -> Output {
-    let output = world.appbox(args).stdin(Stdio::null()).output().unwrap();
-    assert!(
-        output.status.success(),
-        "appbox {args:?} failed: {}",
-        text(&output)
-    );
-    output
-}
 
 fn fails(world: &World, args: &[&str]) -> String {
     let output = world.appbox(args).stdin(Stdio::null()).output().unwrap();
     assert!(
         !output.status.success(),
         "appbox {args:?} should fail: {}",
-        text(&output)
+        describe(&output)
     );
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// `appbox remote-add NAME URL` trusting the publisher's key.
 fn add_remote(world: &World, published: &Published, name: &str, url: &str) {
-    ok(
+    appbox_ok(
         world,
         &[
             "remote-add",
@@ -69,7 +50,7 @@ fn publish_install_run_and_uninstall_over_http() {
     let url = nginx.url("repo");
 
     add_remote(&world, &published, "test", &url);
-    let listing = ok(&world, &["remote-ls", "test", "--json"]);
+    let listing = appbox_ok(&world, &["remote-ls", "test", "--json"]);
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert!(
         listing.contains("\"org.appbox.Wc\"") && listing.contains("\"org.appbox.Fetch\""),
@@ -80,7 +61,7 @@ fn publish_install_run_and_uninstall_over_http() {
         "Fetch's permission is in the catalog: {listing}"
     );
 
-    let installed = ok(&world, &["install", "test", "org.appbox.Wc"]);
+    let installed = appbox_ok(&world, &["install", "test", "org.appbox.Wc"]);
     assert!(String::from_utf8_lossy(&installed.stdout).contains("Installed org.appbox.Wc"));
     assert!(
         nginx.access_log().contains("/repo/summary"),
@@ -89,20 +70,20 @@ fn publish_install_run_and_uninstall_over_http() {
 
     // The installed app runs in the sandbox, from its deployment.
     let output = output_with_input(world.appbox(["run", "org.appbox.Wc"]), b"one two\nthree\n");
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
     let counts: Vec<String> = String::from_utf8_lossy(&output.stdout)
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    assert_eq!(counts[..3], ["2", "3", "14"], "{}", text(&output));
+    assert_eq!(counts[..3], ["2", "3", "14"], "{}", describe(&output));
 
-    let list = ok(&world, &["list", "--json"]);
+    let list = appbox_ok(&world, &["list", "--json"]);
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(
         list.contains("\"org.appbox.Wc\"") && !list.contains("org.appbox.Fetch"),
         "{list}"
     );
-    let info = ok(&world, &["info", "org.appbox.Wc"]);
+    let info = appbox_ok(&world, &["info", "org.appbox.Wc"]);
     assert!(String::from_utf8_lossy(&info.stdout).contains("Origin: test"));
 
     // The deployment: a checkout named by its commit, and an atomic `current` link.
@@ -122,9 +103,9 @@ fn publish_install_run_and_uninstall_over_http() {
         .arg(store_dir(&world).join("exports/share/applications/org.appbox.Wc.desktop"))
         .output()
         .unwrap();
-    assert!(validate.status.success(), "{}", text(&validate));
+    assert!(validate.status.success(), "{}", describe(&validate));
 
-    ok(&world, &["uninstall", "org.appbox.Wc"]);
+    appbox_ok(&world, &["uninstall", "org.appbox.Wc"]);
     assert!(!app_dir.exists());
     assert!(!store_dir(&world)
         .join("exports/share/applications/org.appbox.Wc.desktop")
@@ -151,8 +132,8 @@ fn untrusted_remotes_and_commits_are_refused() {
 
     // A remote trusted with some other key: the summary does not verify.
     let other = world.root.join("keys/other");
-    ok(&world, &["repo", "keygen", other.to_str().unwrap()]);
-    ok(
+    appbox_ok(&world, &["repo", "keygen", other.to_str().unwrap()]);
+    appbox_ok(
         &world,
         &[
             "remote-add",
@@ -208,19 +189,19 @@ fn untrusted_remotes_and_commits_are_refused() {
     );
 
     // --no-verify is an explicit choice, and then the damaged signature is not checked.
-    ok(&world, &["remote-add", "unverified", &url, "--no-verify"]);
-    ok(&world, &["install", "unverified", "org.appbox.Wc"]);
+    appbox_ok(&world, &["remote-add", "unverified", &url, "--no-verify"]);
+    appbox_ok(&world, &["install", "unverified", "org.appbox.Wc"]);
     assert!(store_dir(&world).join("app/org.appbox.Wc/current").exists());
 
     // A disabled remote is not used; a deleted one is gone.
-    ok(&world, &["remote-modify", "wrongkey", "--disable"]);
+    appbox_ok(&world, &["remote-modify", "wrongkey", "--disable"]);
     let error = fails(&world, &["install", "wrongkey", "org.appbox.Wc"]);
     assert!(
         error.contains("is disabled") && error.contains("--enable"),
         "{error}"
     );
-    ok(&world, &["remote-delete", "wrongkey"]);
-    let remotes = json(&ok(&world, &["remote-ls", "--json"]));
+    appbox_ok(&world, &["remote-delete", "wrongkey"]);
+    let remotes = json(&appbox_ok(&world, &["remote-ls", "--json"]));
     assert!(
         remotes.get("wrongkey").is_none() && remotes.get("test").is_some(),
         "{remotes}"
@@ -242,7 +223,7 @@ fn only_the_store_binary_links_libostree() {
             .arg(&binary)
             .output()
             .expect("run readelf (binutils)");
-        assert!(output.status.success(), "{}", text(&output));
+        assert!(output.status.success(), "{}", describe(&output));
         String::from_utf8_lossy(&output.stdout)
             .lines()
             .filter(|l| l.contains("(NEEDED)"))
@@ -260,7 +241,7 @@ fn only_the_store_binary_links_libostree() {
 }
 
 fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(output)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(output)))
 }
 
 fn current_commit(world: &World, id: &str) -> String {
@@ -274,9 +255,9 @@ fn updates_show_new_permissions_and_roll_back() {
     let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     add_remote(&world, &published, "test", &nginx.url("repo"));
-    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    appbox_ok(&world, &["install", "test", "org.appbox.Wc"]);
     let first = current_commit(&world, "org.appbox.Wc");
-    ok(&world, &["update"]); // nothing new: a no-op
+    appbox_ok(&world, &["update"]); // nothing new: a no-op
     assert_eq!(current_commit(&world, "org.appbox.Wc"), first);
 
     // Version 1.1.0 changes one file and asks for the network.
@@ -292,7 +273,7 @@ fn updates_show_new_permissions_and_roll_back() {
     code.push_str("\n/* 1.1.0 */\n");
     std::fs::write(&source, code).unwrap();
     let built = rebuild(&world, &published, "org.appbox.Wc");
-    assert_eq!(json(&built)["static-delta"], true, "{}", text(&built));
+    assert_eq!(json(&built)["static-delta"], true, "{}", describe(&built));
 
     // Without --yes (and no terminal to ask on), the new permission stops the update.
     let output = world
@@ -300,21 +281,21 @@ fn updates_show_new_permissions_and_roll_back() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!output.status.success(), "{}", text(&output));
+    assert!(!output.status.success(), "{}", describe(&output));
     let shown = String::from_utf8_lossy(&output.stdout);
     assert!(
         shown.contains("new permission: --share=network"),
         "{}",
-        text(&output)
+        describe(&output)
     );
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("--yes"),
         "{}",
-        text(&output)
+        describe(&output)
     );
     assert_eq!(current_commit(&world, "org.appbox.Wc"), first);
 
-    let updated = ok(&world, &["update", "--yes"]);
+    let updated = appbox_ok(&world, &["update", "--yes"]);
     assert!(String::from_utf8_lossy(&updated.stdout).contains("Updated org.appbox.Wc to 1.1.0"));
     let second = current_commit(&world, "org.appbox.Wc");
     assert_ne!(second, first);
@@ -323,13 +304,13 @@ fn updates_show_new_permissions_and_roll_back() {
         "the update used the static delta:\n{}",
         nginx.access_log()
     );
-    let info = json(&ok(&world, &["info", "org.appbox.Wc", "--json"]));
+    let info = json(&appbox_ok(&world, &["info", "org.appbox.Wc", "--json"]));
     assert_eq!(info["entry"]["permissions"][0], "--share=network");
 
     // Rollback returns to the first deployment, which was kept.
-    ok(&world, &["rollback", "org.appbox.Wc"]);
+    appbox_ok(&world, &["rollback", "org.appbox.Wc"]);
     assert_eq!(current_commit(&world, "org.appbox.Wc"), first);
-    let history = json(&ok(&world, &["history", "--json"]));
+    let history = json(&appbox_ok(&world, &["history", "--json"]));
     let actions: Vec<&str> = history
         .as_array()
         .unwrap()
@@ -339,13 +320,13 @@ fn updates_show_new_permissions_and_roll_back() {
         .collect();
     assert_eq!(actions, ["install", "update", "rollback"]);
 
-    let found = ok(&world, &["search", "COUNT"]);
+    let found = appbox_ok(&world, &["search", "COUNT"]);
     assert!(
         String::from_utf8_lossy(&found.stdout).contains("org.appbox.Wc"),
         "{}",
-        text(&found)
+        describe(&found)
     );
-    let none = ok(&world, &["search", "no-such-word"]);
+    let none = appbox_ok(&world, &["search", "no-such-word"]);
     assert!(String::from_utf8_lossy(&none.stdout).contains("No matches"));
 }
 
@@ -376,13 +357,13 @@ fn three_apps_share_one_runtime_on_disk() {
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     add_remote(&world, &published, "test", &nginx.url("repo"));
     // The first app pulls the runtime; the others find it installed.
-    let first = ok(&world, &["install", "test", apps[0]]);
+    let first = appbox_ok(&world, &["install", "test", apps[0]]);
     assert!(String::from_utf8_lossy(&first.stdout).contains("Installed org.appbox.Platform"));
     for app in &apps[1..] {
-        let output = ok(&world, &["install", "test", app]);
+        let output = appbox_ok(&world, &["install", "test", app]);
         assert!(!String::from_utf8_lossy(&output.stdout).contains("org.appbox.Platform"));
     }
-    let hello = ok(&world, &["run", "org.appbox.Hello"]);
+    let hello = appbox_ok(&world, &["run", "org.appbox.Hello"]);
     assert!(String::from_utf8_lossy(&hello.stdout).contains("Hello from inside the appbox sandbox"));
 
     let store = store_dir(&world);
@@ -421,7 +402,7 @@ fn bundles_carry_their_signature() {
     let world = World::new();
     let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
     let bundle = world.root.join("srv/wc.bundle");
-    let written = ok(
+    let written = appbox_ok(
         &world,
         &[
             "build-bundle",
@@ -434,11 +415,11 @@ fn bundles_carry_their_signature() {
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     add_remote(&world, &published, "test", &nginx.url("repo"));
     // The bundle's runtime comes from the remote.
-    ok(&world, &["install", "test", "org.appbox.Platform"]);
+    appbox_ok(&world, &["install", "test", "org.appbox.Platform"]);
 
     // Checked against some other key: refused, nothing deployed.
     let other = world.root.join("keys/other");
-    ok(&world, &["repo", "keygen", other.to_str().unwrap()]);
+    appbox_ok(&world, &["repo", "keygen", other.to_str().unwrap()]);
     let error = fails(
         &world,
         &[
@@ -462,23 +443,22 @@ fn bundles_carry_their_signature() {
     assert!(!store_dir(&world).join("app/org.appbox.Wc/current").exists());
 
     // Checked against the keys of the configured remotes: installed, and it runs.
-    ok(&world, &["install", "--bundle", bundle.to_str().unwrap()]);
+    appbox_ok(&world, &["install", "--bundle", bundle.to_str().unwrap()]);
     let output = world
         .appbox(["run", "org.appbox.Wc", "--", "-l", "/app/bin/wc-tool"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
 }
 
-/// `appbox build --json` of the publisher's copy of `manifests/ID.toml`, signed.
 #[test]
 fn a_running_instance_keeps_its_deployment_and_uninstall_cleans_up() {
     let world = World::new();
     let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     add_remote(&world, &published, "test", &nginx.url("repo"));
-    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    appbox_ok(&world, &["install", "test", "org.appbox.Wc"]);
     let first = current_commit(&world, "org.appbox.Wc");
     let app_dir = store_dir(&world).join("app/org.appbox.Wc");
 
@@ -490,7 +470,7 @@ fn a_running_instance_keeps_its_deployment_and_uninstall_cleans_up() {
         .spawn()
         .unwrap();
     for _ in 0..200 {
-        if String::from_utf8_lossy(&ok(&world, &["ps"]).stdout).contains("org.appbox.Wc") {
+        if String::from_utf8_lossy(&appbox_ok(&world, &["ps"]).stdout).contains("org.appbox.Wc") {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -499,7 +479,7 @@ fn a_running_instance_keeps_its_deployment_and_uninstall_cleans_up() {
     // but the running instance still uses it.
     for _ in 0..2 {
         rebuild(&world, &published, "org.appbox.Wc");
-        ok(&world, &["update", "--yes"]);
+        appbox_ok(&world, &["update", "--yes"]);
     }
     assert_ne!(current_commit(&world, "org.appbox.Wc"), first);
     assert!(
@@ -520,12 +500,12 @@ fn a_running_instance_keeps_its_deployment_and_uninstall_cleans_up() {
     assert!(
         String::from_utf8_lossy(&output.stdout).contains('2'),
         "{}",
-        text(&output)
+        describe(&output)
     );
 
     // The next update prunes it.
     rebuild(&world, &published, "org.appbox.Wc");
-    ok(&world, &["update", "--yes"]);
+    appbox_ok(&world, &["update", "--yes"]);
     assert!(
         !app_dir.join(&first).exists(),
         "an unused old deployment is removed"
@@ -541,14 +521,14 @@ fn a_running_instance_keeps_its_deployment_and_uninstall_cleans_up() {
     assert!(data.is_dir());
     let error = fails(&world, &["uninstall", "org.appbox.Platform"]);
     assert!(error.contains("still needed by org.appbox.Wc"), "{error}");
-    ok(&world, &["uninstall", "org.appbox.Wc", "--delete-data"]);
+    appbox_ok(&world, &["uninstall", "org.appbox.Wc", "--delete-data"]);
     assert!(!data.exists());
-    let unused = ok(&world, &["uninstall", "--unused"]);
+    let unused = appbox_ok(&world, &["uninstall", "--unused"]);
     assert!(String::from_utf8_lossy(&unused.stdout).contains("Uninstalled org.appbox.Platform"));
     assert!(!store_dir(&world)
         .join("runtime/org.appbox.Platform")
         .exists());
-    let list = json(&ok(&world, &["list", "--json"]));
+    let list = json(&appbox_ok(&world, &["list", "--json"]));
     assert_eq!(list, serde_json::json!([]));
     // Uninstalling pruned the repository: no file objects are left.
     let left: Vec<PathBuf> = appbox_tests::walk(&store_dir(&world).join("repo/objects"))
@@ -572,7 +552,7 @@ fn every_sample_app_installs_with_valid_exports() {
     let published = publish(&world, &all);
     let url = format!("file://{}", published.repo.display());
     add_remote(&world, &published, "samples", &url);
-    let catalog = json(&ok(&world, &["remote-ls", "samples", "--json"]));
+    let catalog = json(&appbox_ok(&world, &["remote-ls", "samples", "--json"]));
     let entries = catalog.as_array().unwrap();
     assert_eq!(entries.len(), all.len(), "{catalog:#}");
     for entry in entries {
@@ -597,7 +577,7 @@ fn every_sample_app_installs_with_valid_exports() {
         .unwrap();
     assert_eq!(notes["permissions"][0], "--socket=wayland", "{notes:#}");
     for app in apps {
-        ok(&world, &["install", "samples", app]);
+        appbox_ok(&world, &["install", "samples", app]);
         let exports = store_dir(&world).join("exports/share");
         let desktop = exports.join(format!("applications/{app}.desktop"));
         let metainfo = exports.join(format!("metainfo/{app}.metainfo.xml"));
@@ -621,7 +601,7 @@ fn every_sample_app_installs_with_valid_exports() {
             assert!(
                 output.status.success(),
                 "{tool} on {app}: {}",
-                text(&output)
+                describe(&output)
             );
         }
     }
@@ -634,7 +614,7 @@ fn every_sample_app_installs_with_valid_exports() {
         fetch.status.code(),
         Some(2),
         "Fetch without a URL is a usage error: {}",
-        text(&fetch)
+        describe(&fetch)
     );
 }
 
@@ -656,7 +636,7 @@ fn downgrades_and_damaged_objects_are_refused() {
     rebuild(&world, &published, "org.appbox.Wc");
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     add_remote(&world, &published, "test", &nginx.url("repo"));
-    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    appbox_ok(&world, &["install", "test", "org.appbox.Wc"]);
     let newest = current_commit(&world, "org.appbox.Wc");
 
     // The old, validly signed state is served again: the update is refused.
@@ -667,16 +647,16 @@ fn downgrades_and_damaged_objects_are_refused() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(!output.status.success(), "{}", text(&output));
+    assert!(!output.status.success(), "{}", describe(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("older than the installed one"),
         "{}",
-        text(&output)
+        describe(&output)
     );
     assert_eq!(current_commit(&world, "org.appbox.Wc"), newest);
 
     // A bit flipped in a file object on the server: libostree's checksums catch it.
-    ok(&world, &["uninstall", "org.appbox.Wc"]);
+    appbox_ok(&world, &["uninstall", "org.appbox.Wc"]);
     let objects: Vec<PathBuf> = appbox_tests::walk(&published.repo.join("objects"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "filez"))
@@ -702,7 +682,7 @@ fn an_oci_registry_is_a_remote() {
     let registry = Registry::start(&world);
     let push = |id: &str| {
         let image = format!("{}/apps/{}:stable", registry.host(), id.to_lowercase());
-        let pushed = ok(
+        let pushed = appbox_ok(
             &world,
             &[
                 "build-export",
@@ -716,7 +696,7 @@ fn an_oci_registry_is_a_remote() {
         assert!(
             String::from_utf8_lossy(&pushed.stdout).contains("sha256:"),
             "{}",
-            text(&pushed)
+            describe(&pushed)
         );
         image
     };
@@ -732,14 +712,14 @@ fn an_oci_registry_is_a_remote() {
         .env("HOME", &world.home)
         .output()
         .unwrap();
-    assert!(inspect.status.success(), "{}", text(&inspect));
+    assert!(inspect.status.success(), "{}", describe(&inspect));
     assert!(String::from_utf8_lossy(&inspect.stdout).contains("ostree.commit"));
 
     let url = format!("oci+http://{}/apps", registry.host());
     add_remote(&world, &published, "registry", &url);
     let error = fails(&world, &["remote-ls", "registry"]);
     assert!(error.contains("has no catalog"), "{error}");
-    let installed = ok(&world, &["install", "registry", "org.appbox.Wc"]);
+    let installed = appbox_ok(&world, &["install", "registry", "org.appbox.Wc"]);
     let said = String::from_utf8_lossy(&installed.stdout);
     assert!(
         said.contains("Installed org.appbox.Platform") && said.contains("Installed org.appbox.Wc"),
@@ -751,24 +731,24 @@ fn an_oci_registry_is_a_remote() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
 
     // A new commit pushed to the registry is an update.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     rebuild(&world, &published, "org.appbox.Wc");
     push("org.appbox.Wc");
-    let updated = ok(&world, &["update", "--yes"]);
+    let updated = appbox_ok(&world, &["update", "--yes"]);
     assert!(
         String::from_utf8_lossy(&updated.stdout).contains("Updated org.appbox.Wc"),
         "{}",
-        text(&updated)
+        describe(&updated)
     );
     assert_ne!(current_commit(&world, "org.appbox.Wc"), first);
 
     // An image signed by someone else is refused.
     let other = world.root.join("keys/other");
-    ok(&world, &["repo", "keygen", other.to_str().unwrap()]);
-    ok(
+    appbox_ok(&world, &["repo", "keygen", other.to_str().unwrap()]);
+    appbox_ok(
         &world,
         &[
             "remote-add",
@@ -778,7 +758,7 @@ fn an_oci_registry_is_a_remote() {
             &format!("{}.pub", other.display()),
         ],
     );
-    ok(&world, &["uninstall", "org.appbox.Wc"]);
+    appbox_ok(&world, &["uninstall", "org.appbox.Wc"]);
     let error = fails(&world, &["install", "stranger", "org.appbox.Wc"]);
     assert!(error.contains("not signed by a trusted key"), "{error}");
 }
@@ -822,18 +802,18 @@ fn kill_after(world: &World, args: &[&str], delay: std::time::Duration) -> bool 
 
 fn timed(world: &World, args: &[&str]) -> std::time::Duration {
     let start = std::time::Instant::now();
-    ok(world, args);
+    appbox_ok(world, args);
     start.elapsed()
 }
 
 /// After `appbox repair`, the app is either fully installed (and runs, at one
 /// of `commits`) or fully absent.
 fn check_consistent(world: &World, commits: &[String]) -> bool {
-    let repair = ok(world, &["repair", "--json"]);
+    let repair = appbox_ok(world, &["repair", "--json"]);
     assert!(
         json(&repair)["problems"].as_array().unwrap().is_empty(),
         "{}",
-        text(&repair)
+        describe(&repair)
     );
     let dir = store_dir(world).join("app/org.appbox.Wc");
     if !dir.join("current").exists() {
@@ -858,7 +838,7 @@ fn check_consistent(world: &World, commits: &[String]) -> bool {
     assert!(
         output.status.success(),
         "the installed app runs: {}",
-        text(&output)
+        describe(&output)
     );
     true
 }
@@ -869,7 +849,7 @@ fn kill_9_during_install_update_and_uninstall_leaves_old_or_new() {
     let published = publish(&world, &["org.appbox.Platform", "org.appbox.Wc"]);
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
     add_remote(&world, &published, "test", &nginx.url("repo"));
-    ok(&world, &["install", "test", "org.appbox.Platform"]);
+    appbox_ok(&world, &["install", "test", "org.appbox.Platform"]);
     let seed = std::time::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64;
     eprintln!("kill points from seed {seed}");
     let mut random = Lcg(seed);
@@ -894,7 +874,7 @@ fn kill_9_during_install_update_and_uninstall_leaves_old_or_new() {
 
     // Install: afterwards nothing, or the app; a rerun completes.
     let mut took = timed(&world, &["install", "test", "org.appbox.Wc"]);
-    ok(&world, &["uninstall", "org.appbox.Wc"]);
+    appbox_ok(&world, &["uninstall", "org.appbox.Wc"]);
     let built = head(&published);
     for _ in 0..MOST_TRIES {
         if kills[0] >= WANTED[0] {
@@ -904,11 +884,11 @@ fn kill_9_during_install_update_and_uninstall_leaves_old_or_new() {
         if !check_consistent(&world, std::slice::from_ref(&built)) {
             took = timed(&world, &["install", "test", "org.appbox.Wc"]);
         }
-        ok(&world, &["uninstall", "org.appbox.Wc"]);
+        appbox_ok(&world, &["uninstall", "org.appbox.Wc"]);
     }
 
     // Update: afterwards the old or the new version; a rerun completes.
-    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    appbox_ok(&world, &["install", "test", "org.appbox.Wc"]);
     for _ in 0..MOST_TRIES {
         if kills[1] >= WANTED[1] {
             break;
@@ -931,7 +911,7 @@ fn kill_9_during_install_update_and_uninstall_leaves_old_or_new() {
         if kills[2] >= WANTED[2] {
             break;
         }
-        ok(&world, &["install", "test", "org.appbox.Wc"]);
+        appbox_ok(&world, &["install", "test", "org.appbox.Wc"]);
         let installed = current_commit(&world, "org.appbox.Wc");
         kills[2] += kill_after(&world, &["uninstall", "org.appbox.Wc"], kill_at(took)) as u32;
         if check_consistent(&world, &[installed]) {
@@ -995,12 +975,12 @@ fn a_server_that_stops_mid_pull_gives_a_clear_error_and_a_rerun_completes() {
     {
         let nginx = Nginx::serve(&world, &world.root.join("srv"));
         add_remote(&world, &published, "test", &nginx.url("repo"));
-        ok(&world, &["install", "test", "org.appbox.Platform"]);
+        appbox_ok(&world, &["install", "test", "org.appbox.Platform"]);
     }
     // 8 MB at 200 kB/s a connection (libostree opens several): the server
     // goes away in the middle of the pull.
     let slow = Nginx::serve_with(&world, &world.root.join("srv"), "limit_rate 200k;");
-    ok(
+    appbox_ok(
         &world,
         &["remote-modify", "test", "--url", &slow.url("repo")],
     );
@@ -1015,12 +995,12 @@ fn a_server_that_stops_mid_pull_gives_a_clear_error_and_a_rerun_completes() {
     let log_before_stop = slow.access_log();
     drop(slow);
     let output = install.wait_with_output().unwrap();
-    assert!(!output.status.success(), "{}", text(&output));
+    assert!(!output.status.success(), "{}", describe(&output));
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(
         error.contains("cannot pull app/org.appbox.Big/x86_64/stable from test"),
         "{}",
-        text(&output)
+        describe(&output)
     );
     assert!(
         log_before_stop.contains(".filez"),
@@ -1031,11 +1011,11 @@ fn a_server_that_stops_mid_pull_gives_a_clear_error_and_a_rerun_completes() {
         .exists());
 
     let nginx = Nginx::serve(&world, &world.root.join("srv"));
-    ok(
+    appbox_ok(
         &world,
         &["remote-modify", "test", "--url", &nginx.url("repo")],
     );
-    ok(&world, &["install", "test", "org.appbox.Big"]);
+    appbox_ok(&world, &["install", "test", "org.appbox.Big"]);
     let output = world
         .appbox(["run", "org.appbox.Big", "--", "-c", "/app/share/data/7.bin"])
         .stdin(Stdio::null())
@@ -1044,7 +1024,7 @@ fn a_server_that_stops_mid_pull_gives_a_clear_error_and_a_rerun_completes() {
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("1048576"),
         "{}",
-        text(&output)
+        describe(&output)
     );
 }
 
@@ -1088,22 +1068,26 @@ fn a_full_disk_gives_a_clear_error_and_breaks_nothing() {
     let _unmount = Unmount(store.clone());
     let url = format!("file://{}", published.repo.display());
     add_remote(&world, &published, "test", &url);
-    ok(&world, &["install", "test", "org.appbox.Wc"]);
+    appbox_ok(&world, &["install", "test", "org.appbox.Wc"]);
     let error = fails(&world, &["install", "test", "org.appbox.Big"]);
     assert!(error.contains("the disk is full"), "{error}");
     assert!(!store.join("app/org.appbox.Big/current").exists());
-    let repair = ok(&world, &["repair", "--json"]);
+    let repair = appbox_ok(&world, &["repair", "--json"]);
     assert!(
         json(&repair)["problems"].as_array().unwrap().is_empty(),
         "{}",
-        text(&repair)
+        describe(&repair)
     );
     let output = world
         .appbox(["run", "org.appbox.Wc", "--", "-c", "/app/bin/wc-tool"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(output.status.success(), "Wc still runs: {}", text(&output));
+    assert!(
+        output.status.success(),
+        "Wc still runs: {}",
+        describe(&output)
+    );
 }
 
 /// A hostile publisher: commits `tree` with the ostree tool under the app's
@@ -1126,7 +1110,7 @@ fn publish_crafted(
         .arg(format!("--add-metadata=ostree.ref-binding=['{ref_name}']"));
     world.prepare(&mut commit);
     let output = commit.output().unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
     let checksum = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     let object = published
         .repo
@@ -1135,7 +1119,7 @@ fn publish_crafted(
     let signed = std::fs::read(object.with_extension("commit")).unwrap();
     let detached = appbox::store::sign::add_signature(None, &key, &signed).unwrap();
     std::fs::write(object.with_extension("commitmeta"), detached).unwrap();
-    ok(
+    appbox_ok(
         world,
         &[
             "repo",
@@ -1280,7 +1264,7 @@ fn hostile_trees_from_a_signed_remote_are_refused() {
         &tree,
         &crafted_entry("org.appbox.Exec", "Exec"),
     );
-    ok(&world, &["install", "test", "org.appbox.Exec"]);
+    appbox_ok(&world, &["install", "test", "org.appbox.Exec"]);
     let desktop = std::fs::read_to_string(exports.join("org.appbox.Exec.desktop")).unwrap();
     assert!(
         desktop.contains("run --command=sh org.appbox.Exec -- %U\n")
@@ -1348,7 +1332,7 @@ fn sign_summary_with_catalog(world: &World, published: &Published, entries: &[se
         ));
     world.prepare(&mut update);
     let output = update.output().unwrap();
-    assert!(output.status.success(), "{}", text(&output));
+    assert!(output.status.success(), "{}", describe(&output));
     let key = appbox::store::sign::SecretKey::load(&published.secret_key).unwrap();
     let summary = std::fs::read(published.repo.join("summary")).unwrap();
     std::fs::write(
@@ -1394,14 +1378,14 @@ fn builds_have_no_network_unless_a_source_asks() {
             .unwrap()
     };
     let offline = make(false);
-    assert!(!offline.status.success(), "{}", text(&offline));
+    assert!(!offline.status.success(), "{}", describe(&offline));
     assert!(
         String::from_utf8_lossy(&offline.stderr).contains("failed with exit status"),
         "{}",
-        text(&offline)
+        describe(&offline)
     );
     let online = make(true);
-    assert!(online.status.success(), "{}", text(&online));
+    assert!(online.status.success(), "{}", describe(&online));
     assert!(nginx.access_log().contains("GET /org.appbox.Wc.toml"));
 }
 
@@ -1410,7 +1394,7 @@ fn builds_have_no_network_unless_a_source_asks() {
 #[test]
 fn a_remote_without_a_summary_gives_a_clear_error() {
     let world = World::new();
-    ok(
+    appbox_ok(
         &world,
         &[
             "remote-add",
@@ -1425,7 +1409,7 @@ fn a_remote_without_a_summary_gives_a_clear_error() {
         assert!(
             stderr.contains("the remote gone has no summary") && output.status.code().is_some(),
             "{args:?}: {}",
-            text(&output)
+            describe(&output)
         );
     }
 }

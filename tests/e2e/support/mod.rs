@@ -6,12 +6,16 @@
 //! directory in a fresh, world-readable temp dir, with private copies of the
 //! `appbox` binary and the static probe.
 
+use std::borrow::BorrowMut;
 use std::ffi::OsStr;
+use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::channel;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub const TEST_USER: &str = "appbox-test";
 
@@ -691,15 +695,130 @@ impl Drop for Registry {
 }
 
 /// Polls `done` every 20 ms; fails the test after 20 s, naming `what`.
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    wait_until_within(what, Duration::from_secs(20), done);
+}
+
+/// Polls `done` every 20 ms; fails the test after `limit`, naming `what`.
+pub fn wait_until_within(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
     while !done() {
         assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "timed out waiting for {what}"
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A process's exit status and output, for a failure message.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs `cmd` (a `Command` or a `&mut Command`) like `Command::output`, its
+/// stdin from `/dev/null`, in a process group of its own; fails the test,
+/// with what it printed, if it does not finish within `limit`, after killing
+/// that whole group.
+pub fn output_within(mut cmd: impl BorrowMut<Command>, limit: Duration) -> Output {
+    let cmd = cmd.borrow_mut();
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    child_output_within(child, limit, &format!("{cmd:?}"))
+}
+
+/// Waits for `child` to exit and close its piped stdout and stderr (read
+/// meanwhile, so a full pipe never stalls it), all within `limit`: its
+/// output. Else fails the test naming `what`, after killing the child, and
+/// its whole process group if it leads one.
+pub fn child_output_within(mut child: Child, limit: Duration, what: &str) -> Output {
+    let deadline = Instant::now() + limit;
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    ]
+    .map(|pipe| {
+        let (send, receive) = channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            let _ = send.send(bytes);
+        });
+        receive
+    });
+    let mut status = None;
+    while status.is_none() && Instant::now() < deadline {
+        status = child.try_wait().expect("wait for a child");
+        if status.is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let exited = status.is_some();
+    if !exited {
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: getpgid and kill with the pid of our child, unreaped, so
+        // still ours; its group only if it leads one.
+        unsafe {
+            let target = if libc::getpgid(pid) == pid { -pid } else { pid };
+            libc::kill(target, libc::SIGKILL);
+        }
+        status = Some(child.wait().expect("wait for a child"));
+    }
+    // What is left of the time, and a little more for a killed child's pipes.
+    let mut closed = true;
+    let [stdout, stderr] = readers.map(|receive| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        receive
+            .recv_timeout(left.max(Duration::from_secs(1)))
+            .unwrap_or_else(|_| {
+                closed = false;
+                Vec::new()
+            })
+    });
+    let output = Output {
+        status: status.unwrap(),
+        stdout,
+        stderr,
+    };
+    if !exited {
+        panic!("{what} still ran after {limit:?}: {}", describe(&output));
+    }
+    assert!(
+        closed,
+        "{what} exited, but its output was still open after {limit:?}: {}",
+        describe(&output)
+    );
+    output
+}
+
+/// `appbox ARGS` as the world's user, its stdin from `/dev/null`; it must
+/// succeed.
+pub fn appbox_ok(world: &World, args: &[&str]) -> Output {
+    let output = world.appbox(args).stdin(Stdio::null()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "appbox {args:?} failed: {}",
+        describe(&output)
+    );
+    output
 }
 
 /// A session bus for one world: a real dbus-daemon at `$XDG_RUNTIME_DIR/bus`
@@ -761,6 +880,30 @@ impl SessionBus {
         String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
     }
 
+    /// The pid of the process that owns `name` on this bus now, as the bus
+    /// tells (GetConnectionUnixProcessID); else what dbus-send printed.
+    pub fn owner_pid(&self, world: &World, name: &str) -> Result<u32, String> {
+        let mut cmd = Command::new("/usr/bin/dbus-send");
+        cmd.args(["--session", "--print-reply", "--reply-timeout=10000"])
+            .arg("--dest=org.freedesktop.DBus")
+            .args([
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.GetConnectionUnixProcessID",
+            ])
+            .arg(format!("string:{name}"));
+        world.prepare(&mut cmd);
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.address());
+        let output = cmd.stdin(Stdio::null()).output().unwrap();
+        let pid = String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .last()
+            .and_then(|pid| pid.parse().ok());
+        match pid {
+            Some(pid) if output.status.success() => Ok(pid),
+            _ => Err(format!("no pid for {name}: {}", describe(&output))),
+        }
+    }
+
     /// Waits until `name` has an owner on this bus.
     pub fn wait_for_name(&self, world: &World, name: &str) {
         let quoted = format!("\"{name}\"");
@@ -807,7 +950,7 @@ pub fn publish_samples(world: &World, ids: &[&str]) -> Published {
     std::fs::create_dir(&keys).unwrap();
     chown_tree(&keys, world.user);
     let prefix = keys.join("publisher");
-    publisher_ok(world, &["repo", "keygen", prefix.to_str().unwrap()]);
+    appbox_ok(world, &["repo", "keygen", prefix.to_str().unwrap()]);
     let published = Published {
         repo: world.root.join("srv/repo"),
         public_key: keys.join("publisher.pub"),
@@ -824,7 +967,7 @@ pub fn publish_samples(world: &World, ids: &[&str]) -> Published {
 /// `appbox build` of the sample `id` into the published repo, again.
 pub fn rebuild_sample(world: &World, published: &Published, id: &str) -> Output {
     let manifest = world.root.join(format!("manifests/{id}.toml"));
-    publisher_ok(
+    appbox_ok(
         world,
         &[
             "build",
@@ -836,17 +979,6 @@ pub fn rebuild_sample(world: &World, published: &Published, id: &str) -> Output 
             "--json",
         ],
     )
-}
-
-fn publisher_ok(world: &World, args: &[&str]) -> Output {
-    let output = world.appbox(args).stdin(Stdio::null()).output().unwrap();
-    assert!(
-        output.status.success(),
-        "appbox {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 fn copy_manifests(from: &Path, to: &Path) {
