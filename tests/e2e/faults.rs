@@ -646,13 +646,15 @@ const GOOD_ID: &str = "org.appbox.FloodGood";
 const GARBAGE_ID: &str = "org.appbox.FloodGarbage";
 const FLOOD: usize = 1000;
 
-/// Starts the good client with `total` requests, after queueing a "cancel"
-/// for each of its file chooser requests.
+/// Starts the good client with `total` requests, all sent at once (a
+/// flood, not a stream), after queueing a "cancel" for each of its file
+/// chooser requests.
 fn good_client(setup: &PortalWorld, app: &Path, total: usize) -> Child {
     let cancels = total / 3;
     setup.answer(&vec!["{\"cancel\": true}".to_owned(); cancels]);
+    let total = total.to_string();
     setup
-        .python_in(app, GOOD_CLIENT, &[&total.to_string(), "16", GOOD_ID])
+        .python_in(app, GOOD_CLIENT, &[&total, &total, GOOD_ID])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1141,6 +1143,13 @@ fn a_fork_bomb_stops_at_the_sandbox_limit_and_the_host_goes_on() {
         in_sandbox >= limit
     });
     assert_eq!(in_sandbox, limit);
+    // The limit counts the sandbox alone: had it counted the user's tasks
+    // outside, the sandbox would have stopped `on_host` tasks short of it.
+    let all = tasks_of(uid, None);
+    assert!(
+        all >= on_host + limit,
+        "{all} tasks of the user, {on_host} outside and {limit} inside"
+    );
 
     // The host goes on: the same user starts processes that start processes,
     // and another sandbox.
