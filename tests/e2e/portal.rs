@@ -946,9 +946,11 @@ __attribute__((constructor)) static void mark(void) {
     if (n <= 0) return;
     for (ssize_t i = 0; i < n; i++) if (cmdline[i] == 0) cmdline[i] = ' ';
     cmdline[n] = 0;
-    if (!strstr(cmdline, "document-mount")) return;
+    const char *kind = strstr(cmdline, "document-mount") ? "helper"
+                     : strstr(cmdline, "appbox-portal") ? "portal" : NULL;
+    if (!kind) return;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%d", MARKS, (int)getpid());
+    snprintf(path, sizeof path, "%s/%s-%d", MARKS, kind, (int)getpid());
     int out = open(path, O_WRONLY | O_CREAT, 0644);
     if (out >= 0) close(out);
 }
@@ -957,9 +959,10 @@ __attribute__((constructor)) static void mark(void) {
 /// CVE-2021-21261: the portal's environment is the session's, which may hold
 /// LD_PRELOAD and the like; none of it reaches the helper the portal starts
 /// on behalf of an app (`appbox document-mount`, which mounts the chosen
-/// file). The portal runs with a real preloaded library that marks every
-/// helper it gets into: a grant goes through and leaves no mark, while the
-/// same helper started with that environment is marked.
+/// file). The portal runs with a real preloaded library that marks the
+/// portal and every helper it gets into: a grant goes through and leaves the
+/// portal's mark alone, while the same helper started with that environment
+/// is marked.
 #[test]
 fn the_helper_the_portal_starts_gets_none_of_its_environment() {
     require_programs(&["/usr/bin/cc"]);
@@ -986,12 +989,22 @@ fn the_helper_the_portal_starts_gets_none_of_its_environment() {
     let out = setup.client("OpenFile", "from the sandbox\n");
     assert_eq!(out["response"], 0, "{out}");
     assert_eq!(out["content"], "from the host\n", "{out}");
-    let marked: Vec<_> = std::fs::read_dir(&marks).unwrap().flatten().collect();
-    assert!(marked.is_empty(), "the helper got LD_PRELOAD: {marked:?}");
+    let marked = |kind: &str| -> Vec<String> {
+        std::fs::read_dir(&marks)
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&format!("{kind}-")))
+            .collect()
+    };
+    // The library was in the portal, so the helper could have inherited it.
+    assert_eq!(marked("portal").len(), 1, "the portal was not preloaded");
+    let helpers = marked("helper");
+    assert!(helpers.is_empty(), "the helper got LD_PRELOAD: {helpers:?}");
 
     // The library does mark a helper that inherits it.
     let mut helper = setup.world.appbox(["document-mount", "--help"]);
     helper.env("LD_PRELOAD", &library);
     assert!(helper.output().unwrap().status.success());
-    assert_eq!(std::fs::read_dir(&marks).unwrap().count(), 1);
+    assert_eq!(marked("helper").len(), 1);
 }
