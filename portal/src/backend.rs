@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use appbox::portal_dialog::file_uri_path;
 use zbus::{Connection, OwnedObjectPath, OwnedVariant, Variant};
 
 use crate::chooser::{Answer, Chooser, ChooserError, Kind, Question};
@@ -300,34 +301,6 @@ impl From<BackendError> for PromptError {
     fn from(e: BackendError) -> Self {
         PromptError::Backend(e)
     }
-}
-
-/// The local path of a `file://` URI (empty or `localhost` host), with
-/// percent-escapes decoded; `None` for anything else.
-pub fn file_uri_path(uri: &str) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStringExt;
-    let rest = uri.strip_prefix("file://")?;
-    let rest = rest.strip_prefix("localhost").unwrap_or(rest);
-    if !rest.starts_with('/') || rest.contains(['?', '#']) {
-        return None;
-    }
-    let bytes = rest.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    if out.contains(&0) {
-        return None;
-    }
-    Some(PathBuf::from(std::ffi::OsString::from_vec(out)))
 }
 
 #[cfg(test)]

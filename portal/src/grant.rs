@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use appbox::documents::{DocId, DocumentError, DocumentStore};
+pub use appbox::portal_dialog::file_uri;
 use appbox::sandbox::sys::{openat2, RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS};
 
 use crate::identity::Caller;
@@ -259,21 +260,6 @@ impl Granter {
                 .to_owned(),
         })
     }
-}
-
-/// `file://` and the path, with every byte outside RFC 3986's unreserved
-/// set (and `/`) percent-encoded, as GLib's `g_filename_to_uri` does.
-pub fn file_uri(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut uri = String::from("file://");
-    for &byte in path.as_os_str().as_bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            uri.push(byte as char);
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri
 }
 
 #[cfg(test)]

@@ -18,11 +18,11 @@ use zbus::OwnedVariant;
 
 use appbox::appid::{AppId, AppIdError};
 use appbox::portal_dialog::{
-    read_bounded, ConsentAnswer, ConsentRequest, DialogError, FileAction, FileChooserAnswer,
-    FileChooserRequest, FileFilter, FilePattern, Request, DIALOG_FLAG, MAX_ANSWER_BYTES,
+    file_uri_path, read_bounded, ConsentAnswer, ConsentRequest, DialogError, FileAction,
+    FileChooserAnswer, FileChooserRequest, FileFilter, FilePattern, Request, DIALOG_FLAG,
+    MAX_ANSWER_BYTES,
 };
 
-use crate::backend::file_uri_path;
 use crate::chooser::{Answer, Chooser, ChooserError, Kind, Question};
 use crate::consent::{self, Decision, PromptError, Prompter};
 

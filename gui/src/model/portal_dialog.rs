@@ -6,11 +6,11 @@
 //! says, in appbox's own words, which app asks: the id the portal took
 //! from the sandbox's records.
 
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use appbox::portal_dialog::{
-    ConsentAnswer, ConsentRequest, FileAction, FileChooserAnswer, FileChooserRequest, FilePattern,
+    file_uri, ConsentAnswer, ConsentRequest, FileAction, FileChooserAnswer, FileChooserRequest,
+    FilePattern,
 };
 
 use super::text::{one_line, plain};
@@ -173,20 +173,6 @@ pub fn file_answer(
         uris: paths.iter().map(|path| file_uri(path)).collect(),
         writable,
     })
-}
-
-/// A `file://` URI for an absolute path: every byte but unreserved ones
-/// and `/` percent-encoded, so any file name survives.
-pub fn file_uri(path: &Path) -> String {
-    let mut uri = String::from("file://");
-    for &byte in path.as_os_str().as_bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            uri.push(char::from(byte));
-        } else {
-            uri.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    uri
 }
 
 /// What the consent dialog shows. All of it is appbox's text, naming the
