@@ -42,7 +42,10 @@ def main():
             left = deadline - time.monotonic()
             if left <= 0:
                 sys.exit(f"gui-driver: no '{prefix}' within {TIMEOUT} s")
-            line = lines.get(timeout=left)
+            try:
+                line = lines.get(timeout=left)
+            except queue.Empty:
+                sys.exit(f"gui-driver: no '{prefix}' within {TIMEOUT} s")
             if line is None:
                 sys.exit(f"gui-driver: appbox-gui exited before '{prefix}'")
             if line.startswith("appbox-gui timing: " + prefix):

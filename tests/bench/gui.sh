@@ -29,34 +29,21 @@ export LC_ALL=C
 umask 022
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=tests/bench/common.sh
+source tests/bench/common.sh
 
 RUNS=${APPBOX_BENCH_RUNS:-10}
 APPS=${APPBOX_BENCH_APPS:-500}
 QUERY=${APPBOX_BENCH_QUERY:-quick note}
 KEEP=${APPBOX_BENCH_KEEP:-}
 
-say() { printf 'bench: %s\n' "$*"; }
-die() {
-    printf 'bench: error: %s\n' "$*" >&2
-    exit 1
-}
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "APPBOX_BENCH_RUNS must be a positive number, not '$RUNS'"
 [[ $APPS =~ ^[1-9][0-9]*$ ]] || die "APPBOX_BENCH_APPS must be a positive number, not '$APPS'"
 
-tests/bootstrap.sh
+prepare_build
 
-if ! command -v cargo >/dev/null 2>&1; then
-    PATH="$HOME/.cargo/bin:$PATH"
-fi
-command -v cargo >/dev/null 2>&1 ||
-    die "cargo is not installed (not on PATH, nor in $HOME/.cargo/bin); install Rust with rustup (https://rustup.rs)"
-
-cargo build --release -p appbox-gui -p appbox-tests --example bench-catalog
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') ||
-    target_dir=${CARGO_TARGET_DIR:-target}
-release="$(realpath -m "$target_dir")/release"
+build_release -p appbox-gui -p appbox-tests --example bench-catalog
 gui=$release/appbox-gui
 [[ -x $gui ]] || die "no release build at $gui"
 
@@ -107,8 +94,14 @@ Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
 xvfb_pid=$!
 for _ in $(seq 100); do
     [[ -e /tmp/.X11-unix/X${display#:} ]] && break
+    kill -0 "$xvfb_pid" 2>/dev/null || break
     sleep 0.05
 done
+if [[ ! -e /tmp/.X11-unix/X${display#:} ]]; then
+    # The work dir goes at exit unless kept, so show the end of the log too.
+    tail -n 20 "$work/xvfb.log" >&2
+    die "Xvfb did not start on $display (its log, above, is $work/xvfb.log; APPBOX_BENCH_KEEP=1 keeps it)"
+fi
 
 bus_address_file=$work/bus-address
 dbus-daemon --session --nofork --print-address=3 3>"$bus_address_file" >"$work/bus.log" 2>&1 &

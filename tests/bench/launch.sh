@@ -31,29 +31,18 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=tests/bench/common.sh
+source tests/bench/common.sh
 
 RUNS=${APPBOX_BENCH_RUNS:-200}
 WARMUP=${APPBOX_BENCH_WARMUP:-20}
 TEST_USER=appbox-test
 
-die() {
-    printf 'bench: error: %s\n' "$*" >&2
-    exit 1
-}
 
-tests/bootstrap.sh
+prepare_build
 
-if ! command -v cargo >/dev/null 2>&1; then
-    PATH="$HOME/.cargo/bin:$PATH"
-fi
-command -v cargo >/dev/null 2>&1 ||
-    die "cargo is not installed (not on PATH, nor in $HOME/.cargo/bin); install Rust with rustup (https://rustup.rs)"
-
-cargo build --release -p appbox
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') ||
-    target_dir=${CARGO_TARGET_DIR:-target}
-appbox_built="$(realpath -m "$target_dir")/release/appbox"
+build_release -p appbox
+appbox_built=$release/appbox
 [[ -x $appbox_built ]] || die "no release build at $appbox_built"
 
 # hyperfine -N splits commands on spaces, so the work dir must have none: /tmp.
@@ -207,11 +196,13 @@ fi
 echo "bench: measuring launch times $who ($RUNS runs after $WARMUP warm-ups each)..."
 # hyperfine times one command's runs back to back, so a few seconds of noise
 # (other virtual machines on a shared host) would land on one command only. The
-# runs are split into ROUNDS rounds that each time every command in turn.
+# runs are split into ROUNDS rounds that each time every command in turn; the
+# first RUNS % ROUNDS rounds take one run more, so that they add up to RUNS.
 ROUNDS=$((RUNS >= 10 ? 10 : 1))
 for ((round = 0; round < ROUNDS; round++)); do
     warmup=$((round == 0 ? WARMUP : 2))
-    if ! as_bench_user hyperfine -N --warmup "$warmup" --runs $((RUNS / ROUNDS)) --style basic \
+    round_runs=$((RUNS / ROUNDS + (round < RUNS % ROUNDS ? 1 : 0)))
+    if ! as_bench_user hyperfine -N --warmup "$warmup" --runs "$round_runs" --style basic \
         --export-json "$work/out/launch-$round.json" \
         -n "/bin/true" "/bin/true" \
         -n "unshare -Urmpf --mount-proc (floor)" "unshare -Urmpf --mount-proc true" \

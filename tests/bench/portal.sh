@@ -40,6 +40,8 @@ export LC_ALL=C # dd and EPOCHREALTIME print '.' whatever the locale
 umask 022
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=tests/bench/common.sh
+source tests/bench/common.sh
 
 RUNS=${APPBOX_BENCH_RUNS:-200}
 WARMUP=${APPBOX_BENCH_WARMUP:-20}
@@ -51,33 +53,18 @@ SMALL_LOOPS=10000
 TEST_USER=appbox-test
 APP_ID=org.appbox.BenchPortal
 
-say() { printf 'bench: %s\n' "$*"; }
-die() {
-    printf 'bench: error: %s\n' "$*" >&2
-    exit 1
-}
 for knob in RUNS WARMUP CALLS FILE_MIB; do
     [[ ${!knob} =~ ^[1-9][0-9]*$ || ($knob == WARMUP && ${!knob} == 0) ]] ||
         die "APPBOX_BENCH_$knob must be a positive number, not '${!knob}'"
 done
 
-tests/bootstrap.sh
-
-if ! command -v cargo >/dev/null 2>&1; then
-    PATH="$HOME/.cargo/bin:$PATH"
-fi
-command -v cargo >/dev/null 2>&1 ||
-    die "cargo is not installed (not on PATH, nor in $HOME/.cargo/bin); install Rust with rustup (https://rustup.rs)"
+prepare_build
 for program in /usr/bin/python3 /usr/bin/dbus-daemon /usr/bin/dbus-send hyperfine; do
     command -v "$program" >/dev/null 2>&1 || die "$program is missing (see tests/bootstrap.sh)"
 done
 /usr/bin/python3 -c 'import gi' 2>/dev/null || die "PyGObject is missing (package python3-gi)"
 
-cargo build --release -p appbox -p appbox-portal
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') ||
-    target_dir=${CARGO_TARGET_DIR:-target}
-release="$(realpath -m "$target_dir")/release"
+build_release -p appbox -p appbox-portal
 for binary in appbox appbox-portal; do
     [[ -x $release/$binary ]] || die "no release build at $release/$binary"
 done
@@ -103,20 +90,11 @@ stop() { # PID
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
-# Stops the services a bus started by activation (xdg-document-portal's
-# permission store): dbus-daemon double-forks them, so they are not its
-# children; the bus says which pid owns each name.
+# Stops the services a bus started by activation, except our own portals.
 stop_activated() { # ADDRESS RUNNER...
-    local address=$1 name pid
-    shift
-    for name in $("$@" env DBUS_SESSION_BUS_ADDRESS="$address" dbus-send --session --print-reply \
-        --dest=org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus.ListNames 2>/dev/null |
-        sed -n 's/^ *string "\([^:][^"]*\)"$/\1/p' | grep -vx org.freedesktop.DBus); do
-        pid=$("$@" env DBUS_SESSION_BUS_ADDRESS="$address" dbus-send --session --print-reply \
-            --dest=org.freedesktop.DBus /org/freedesktop/DBus \
-            org.freedesktop.DBus.GetConnectionUnixProcessID "string:$name" 2>/dev/null |
-            sed -n 's/^ *uint32 \([0-9]*\)$/\1/p') || continue
-        [[ -n $pid && $pid != "$portal_pid" && $pid != "$fp_portal_pid" ]] || continue
+    local pid
+    for pid in $(activated_pids "$@"); do
+        [[ $pid != "$portal_pid" && $pid != "$fp_portal_pid" ]] || continue
         kill -TERM "$pid" 2>/dev/null || true
     done
 }

@@ -26,40 +26,30 @@ export LC_ALL=C
 umask 022
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=tests/bench/common.sh
+source tests/bench/common.sh
 
 RUNS=${APPBOX_BENCH_RUNS:-7}
 ROUNDS=${APPBOX_BENCH_ROUNDS:-50000}
 REPEATS=20
 TEST_USER=appbox-test
 
-say() { printf 'bench: %s\n' "$*"; }
-die() {
-    printf 'bench: error: %s\n' "$*" >&2
-    exit 1
-}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "APPBOX_BENCH_RUNS must be a positive number, not '$RUNS'"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "APPBOX_BENCH_ROUNDS must be a positive number, not '$ROUNDS'"
 
-tests/bootstrap.sh
-if ! command -v cargo >/dev/null 2>&1; then
-    PATH="$HOME/.cargo/bin:$PATH"
-fi
-command -v cargo >/dev/null 2>&1 ||
-    die "cargo is not installed (not on PATH, nor in $HOME/.cargo/bin); install Rust with rustup (https://rustup.rs)"
+prepare_build
 
-cargo build --release -p appbox -p appbox-portal -p appbox-tests --example bench-syscalls
+build_release -p appbox -p appbox-portal -p appbox-tests --example bench-syscalls
 # Writing back what the build wrote would weigh on the first loops.
 sync
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') ||
-    target_dir=${CARGO_TARGET_DIR:-target}
-release="$(realpath -m "$target_dir")/release"
 
 work=$(mktemp -d /tmp/appbox-bench-runtime.XXXXXX)
-bus_pids=()
 cleanup() {
-    for pid in "${bus_pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
+    local pid_file
+    # idle_rss runs in a command substitution, so its buses are found by their
+    # pid files: those of a call cut short are still there.
+    for pid_file in "$work"/bus.*/pid; do
+        [[ ! -e $pid_file ]] || stop_bus "${pid_file%/pid}"
     done
     rm -rf -- "$work"
 }
@@ -123,29 +113,68 @@ done
 
 # --- idle memory of the portals --------------------------------------------------
 
-# Starts PROGRAM on a private session bus of its own, waits until it is idle,
-# and prints its VmRSS in kB (0 when it did not stay up).
+# Stops the services the private bus started by activation (xdg-desktop-portal
+# activates xdg-document-portal and xdg-permission-store), then the bus, and
+# waits until they are gone, so that the next program starts alone.
+stop_bus() { # BUS_DIR
+    local bus_address="unix:path=$1/socket" bus_pid bus_run=$1/run pid pids=() tries
+    bus_pid=$(cat "$1/pid" 2>/dev/null) || return 0
+    [[ -n $bus_pid ]] || return 0
+    for pid in $(activated_pids "$bus_address" as_bench_user); do
+        kill -TERM "$pid" 2>/dev/null || true
+        pids+=("$pid")
+    done
+    kill -TERM "$bus_pid" 2>/dev/null || true
+    pids+=("$bus_pid")
+    for pid in "${pids[@]}"; do
+        for ((tries = 0; tries < 50; tries++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    done
+    # xdg-document-portal unmounts its FUSE file system when it stops; if it did
+    # not, the mount would keep the work dir.
+    if mountpoint -q "$bus_run/doc" 2>/dev/null; then
+        fusermount3 -u "$bus_run/doc" 2>/dev/null || umount "$bus_run/doc" 2>/dev/null || true
+    fi
+    rm -f -- "$1/pid"
+}
+# Starts PROGRAM on a private session bus of its own, with a runtime dir of its
+# own, waits until it is idle, and prints its VmRSS in kB, or 0 when it did not
+# stay up (then the end of its log goes to stderr). Stops what its bus started
+# before returning.
 idle_rss() { # PROGRAM [ARGS...]
-    local bus_dir pid rss
+    local bus_dir bus_run bus_address pid rss
     bus_dir=$(mktemp -d "$work/bus.XXXXXX")
     chmod 0755 "$bus_dir"
-    [[ -z ${as_user[*]} ]] || chown "$TEST_USER:" "$bus_dir"
-    as_bench_user dbus-daemon --session --fork --print-pid=1 --nopidfile \
-        --address="unix:path=$bus_dir/socket" >"$bus_dir/pid"
-    bus_pids+=("$(cat "$bus_dir/pid")")
-    (cd "$work" && exec "${as_user[@]}" "${user_env[@]}" \
-        DBUS_SESSION_BUS_ADDRESS="unix:path=$bus_dir/socket" "$@") >"$bus_dir/log" 2>&1 &
+    bus_run=$bus_dir/run
+    mkdir -m 0700 "$bus_run"
+    [[ -z ${as_user[*]} ]] || chown "$TEST_USER:" "$bus_dir" "$bus_run"
+    bus_address="unix:path=$bus_dir/socket"
+    (cd "$work" && exec "${as_user[@]}" "${user_env[@]}" XDG_RUNTIME_DIR="$bus_run" \
+        dbus-daemon --session --fork --print-pid=1 --nopidfile --address="$bus_address") \
+        >"$bus_dir/pid"
+    (cd "$work" && exec "${as_user[@]}" "${user_env[@]}" XDG_RUNTIME_DIR="$bus_run" \
+        DBUS_SESSION_BUS_ADDRESS="$bus_address" "$@") >"$bus_dir/log" 2>&1 &
     pid=$!
     sleep 2
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+    stop_bus "$bus_dir"
+    if [[ ${rss:-0} == 0 ]]; then
+        printf 'bench: %s did not stay up; the end of its log:\n' "$(basename "$1")" >&2
+        tail -n 5 "$bus_dir/log" | sed 's/^/    /' >&2
+    fi
     echo "${rss:-0}"
 }
 say "idle memory of the portals"
 appbox_portal=$(idle_rss "$work/appbox-portal")
 flatpak_portals=0
 flatpak_names=()
+# The programs that did not stay up, to say so in the report.
+down_names=()
+((appbox_portal > 0)) || down_names+=(appbox-portal)
 for program in /usr/libexec/xdg-desktop-portal /usr/libexec/xdg-document-portal \
     /usr/libexec/xdg-permission-store; do
     if [[ -x $program ]]; then
@@ -153,16 +182,18 @@ for program in /usr/libexec/xdg-desktop-portal /usr/libexec/xdg-document-portal 
         if ((rss > 0)); then
             flatpak_portals=$((flatpak_portals + rss))
             flatpak_names+=("$(basename "$program") ${rss} kB")
+        else
+            down_names+=("$(basename "$program")")
         fi
     fi
 done
 
 python3 - "$results" "$appbox_portal" "$flatpak_portals" "$who" "${flatpak_names[*]:-}" \
-    "$REPEATS" <<'EOF'
+    "$REPEATS" "${down_names[*]:-}" <<'EOF'
 import os
 import sys
 
-results, appbox_portal, flatpak_portals, who, flatpak_names, repeats = sys.argv[1:7]
+results, appbox_portal, flatpak_portals, who, flatpak_names, repeats, down_names = sys.argv[1:8]
 loops = {}
 for line in open(results):
     mode, side, value = line.split()
@@ -187,20 +218,27 @@ print("  target: appbox ≤ 1.05 × host for the first loop")
 appbox_mb, flatpak_mb = int(appbox_portal) * 1024 / 1e6, int(flatpak_portals) * 1024 / 1e6
 print()
 print("Idle memory of the portal (VmRSS, MB = 10^6 bytes):")
-print(f"  appbox-portal {appbox_mb:.2f}")
+if appbox_mb:
+    print(f"  appbox-portal {appbox_mb:.2f}")
+else:
+    print("  appbox-portal: not measured (it did not stay up)")
 if flatpak_mb:
     print(f"  Flatpak's portals {flatpak_mb:.2f} ({flatpak_names})")
 else:
     print("  Flatpak's portals: not measured (not installed, or they did not stay up)")
+if down_names:
+    print(f"  did not stay up, so not counted: {', '.join(down_names.split())}")
 
 summary = os.environ.get("APPBOX_BENCH_SUMMARY")
 if summary:
+    # The loops report the best run, the other benchmarks a median: say so.
+    best_of = f"best of {runs} runs"
     with open(summary, "a") as out:
-        out.write(f"syscall loop (files)\t{files['appbox']:.3f}\thost\t{files['host']:.3f}\tns\t1.05\n")
-        out.write(f"syscall loop (files)\t{files['appbox']:.3f}\tbwrap\t{files['bwrap']:.3f}\tns\t-\n")
-        out.write(f"syscall loop (files), Landlock off\t{files['no_landlock']:.3f}\thost\t{files['host']:.3f}\tns\t-\n")
-        out.write(f"syscall loop (files), seccomp off\t{files['no_seccomp']:.3f}\thost\t{files['host']:.3f}\tns\t-\n")
-        out.write(f"syscall loop (ids, seccomp)\t{best['ids', 'appbox']:.3f}\thost\t{best['ids', 'host']:.3f}\tns\t-\n")
-        if flatpak_mb:
+        out.write(f"syscall loop (files, {best_of})\t{files['appbox']:.3f}\thost\t{files['host']:.3f}\tns\t1.05\n")
+        out.write(f"syscall loop (files, {best_of})\t{files['appbox']:.3f}\tbwrap\t{files['bwrap']:.3f}\tns\t-\n")
+        out.write(f"syscall loop (files, {best_of}), Landlock off\t{files['no_landlock']:.3f}\thost\t{files['host']:.3f}\tns\t-\n")
+        out.write(f"syscall loop (files, {best_of}), seccomp off\t{files['no_seccomp']:.3f}\thost\t{files['host']:.3f}\tns\t-\n")
+        out.write(f"syscall loop (ids, seccomp, {best_of})\t{best['ids', 'appbox']:.3f}\thost\t{best['ids', 'host']:.3f}\tns\t-\n")
+        if flatpak_mb and appbox_mb:
             out.write(f"portal idle RSS\t{appbox_mb:.3f}\tFlatpak's portals\t{flatpak_mb:.3f}\tMB\t-\n")
 EOF

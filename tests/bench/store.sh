@@ -38,6 +38,8 @@ export LC_ALL=C # EPOCHREALTIME with a '.' whatever the locale
 umask 022
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=tests/bench/common.sh
+source tests/bench/common.sh
 
 RUNS=${APPBOX_BENCH_RUNS:-5}
 KEEP=${APPBOX_BENCH_KEEP:-}
@@ -47,28 +49,13 @@ BIG_FILES=50
 CHANGED_FILE=f25 # the one file that changes for each update
 MIB=1048576
 
-say() { printf 'bench: %s\n' "$*"; }
-die() {
-    printf 'bench: error: %s\n' "$*" >&2
-    exit 1
-}
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "APPBOX_BENCH_RUNS must be a positive number, not '$RUNS'"
 
-tests/bootstrap.sh
-
-if ! command -v cargo >/dev/null 2>&1; then
-    PATH="$HOME/.cargo/bin:$PATH"
-fi
-command -v cargo >/dev/null 2>&1 ||
-    die "cargo is not installed (not on PATH, nor in $HOME/.cargo/bin); install Rust with rustup (https://rustup.rs)"
+prepare_build
 [[ -x /usr/sbin/nginx ]] || die "nginx is not installed (/usr/sbin/nginx; package nginx-light)"
 
-cargo build --release -p appbox
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') ||
-    target_dir=${CARGO_TARGET_DIR:-target}
-release="$(realpath -m "$target_dir")/release"
+build_release -p appbox
 for binary in appbox appbox-store; do
     [[ -x $release/$binary ]] || die "no release build at $release/$binary"
 done

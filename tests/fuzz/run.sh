@@ -41,7 +41,11 @@ if [ -z "${FUZZ_NO_BUILD:-}" ]; then
 fi
 
 # The runs use a copy of the binaries, so a build meanwhile changes nothing.
-built=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release
+# cargo fuzz builds for the host, under a directory named after its triple.
+host=$(rustc +nightly -vV 2>/dev/null | sed -n 's/^host: //p')
+[ -n "$host" ] || host=$(rustc -vV | sed -n 's/^host: //p')
+[ -n "$host" ] || { echo "run.sh: cannot tell the host's target triple from 'rustc -vV'" >&2; exit 1; }
+built=$CARGO_TARGET_DIR/$host/release
 bin_dir=$work/bin.$$
 # Known leaks of the C libraries below appbox (see lsan.supp).
 export LSAN_OPTIONS="suppressions=$here/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
@@ -53,20 +57,22 @@ done
 
 summary=()
 failed=0
+# Targets whose run went wrong without a crash: they did not fuzz.
+broken=()
 for target in "${targets[@]}"; do
     corpus=$work/corpus/$target
     artifacts=$here/artifacts/$target
     log=$work/$target.log
     mkdir -p "$corpus" "$artifacts"
-    seeds=$here/corpus/$target
-    [ -d "$seeds" ] || seeds=
+    seeds=()
+    [ -d "$here/corpus/$target" ] && seeds=("$here/corpus/$target")
     echo "fuzzing $target for ${seconds}s (log: $log)" >&2
     before=$(find "$artifacts" -type f | wc -l)
     # -fork=1: one worker process at a time, and the run goes on after a
     # crash, so one run can find several. (-jobs would send the output to
     # fuzz-N.log in the current directory.)
-    # shellcheck disable=SC2086
-    "$bin_dir/$target" "$corpus" $seeds \
+    # shellcheck disable=SC2086 # FUZZ_ARGS is a list of words.
+    "$bin_dir/$target" "$corpus" "${seeds[@]}" \
         -max_total_time="$seconds" -fork=1 -ignore_crashes=1 \
         -ignore_timeouts=1 -ignore_ooms=1 -timeout=20 -rss_limit_mb=4096 \
         -artifact_prefix="$artifacts/" -print_final_stats=1 ${FUZZ_ARGS:-} \
@@ -81,11 +87,31 @@ for target in "${targets[@]}"; do
     cov=$(grep -oE 'cov: [0-9]+' <<<"$line" | awk '{print $2}')
     ft=$(grep -oE 'ft: [0-9]+' <<<"$line" | awk '{print $2}')
     size=$(find "$corpus" -type f | wc -l)
-    summary+=("$(printf '%-18s runs %-10s cov %-6s ft %-7s corpus %-6s crashes %s (exit %s)' \
-        "$target" "${runs:-?}" "${cov:-?}" "${ft:-?}" "$size" "$crashes" "$status")")
+    # libFuzzer exits non-zero when it finds a crash, and that is counted
+    # above; a non-zero exit without one, or a log without a single status
+    # line, means the target did not fuzz (bad option, failed start, ...).
+    problem=""
+    if [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ]; then
+        problem="exited with status $status without a crash"
+    elif [ -z "$runs" ] && [ "$crashes" -eq 0 ]; then
+        problem="printed no status line"
+    fi
+    if [ -n "$problem" ]; then
+        failed=1
+        broken+=("$target: $problem (log: $log)")
+        echo "$target $problem; the end of its log:" >&2
+        tail -n 5 "$log" | sed 's/^/    /' >&2
+    fi
+    summary+=("$(printf '%-18s runs %-10s cov %-6s ft %-7s corpus %-6s crashes %s (exit %s)%s' \
+        "$target" "${runs:-?}" "${cov:-?}" "${ft:-?}" "$size" "$crashes" "$status" \
+        "${problem:+ FAILED: $problem}")")
 done
 
 echo
 echo "summary (${seconds}s each; crashes kept in tests/fuzz/artifacts/TARGET/):"
 printf '  %s\n' "${summary[@]}"
+if [ ${#broken[@]} -gt 0 ]; then
+    echo "targets that did not fuzz:"
+    printf '  %s\n' "${broken[@]}"
+fi
 exit "$failed"
