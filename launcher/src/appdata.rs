@@ -41,15 +41,15 @@ fn data_root(home: &Path) -> PathBuf {
     home.join(".var/app")
 }
 
+/// The error for a failure to `what` the path `path`.
+fn io_error(what: &'static str, path: PathBuf) -> impl FnOnce(io::Error) -> AppDataError {
+    move |source| AppDataError::Io { what, path, source }
+}
+
 /// `~/.var/app`, or `None` when no app has kept data yet.
 fn open_root(home: &Path) -> Result<Option<OwnedFd>, AppDataError> {
-    let fail = |what, source| AppDataError::Io {
-        what,
-        path: data_root(home),
-        source,
-    };
     let home_fd = openat2(None, home, libc::O_RDONLY | libc::O_DIRECTORY, 0, 0)
-        .map_err(|e| fail("open", e))?;
+        .map_err(io_error("open", data_root(home)))?;
     match openat2(
         Some(home_fd.as_fd()),
         Path::new(".var/app"),
@@ -59,7 +59,7 @@ fn open_root(home: &Path) -> Result<Option<OwnedFd>, AppDataError> {
     ) {
         Ok(fd) => Ok(Some(fd)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(fail("open", e)),
+        Err(e) => Err(io_error("open", data_root(home))(e)),
     }
 }
 
@@ -69,33 +69,18 @@ pub fn list(home: &Path) -> Result<Vec<AppData>, AppDataError> {
     let Some(root) = open_root(home)? else {
         return Ok(Vec::new());
     };
-    let fail = |what, source| AppDataError::Io {
-        what,
-        path: data_root(home),
-        source,
-    };
     let mut all = Vec::new();
-    for name in entry_names(root.as_fd()).map_err(|e| fail("read", e))? {
+    for name in entry_names(root.as_fd()).map_err(io_error("read", data_root(home)))? {
         let Some(id) = name.to_str().ok().filter(|id| AppId::parse(id).is_ok()) else {
             continue;
         };
         let path = data_root(home).join(id);
         let bytes = match open_dir(&root, &name) {
-            Ok(dir) => disk_usage(dir).map_err(|source| AppDataError::Io {
-                what: "measure",
-                path,
-                source,
-            })?,
+            Ok(dir) => disk_usage(dir).map_err(io_error("measure", path))?,
             // A file or link where a directory belongs holds no app data.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => continue,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(source) => {
-                return Err(AppDataError::Io {
-                    what: "open",
-                    path,
-                    source,
-                })
-            }
+            Err(e) => return Err(io_error("open", path)(e)),
         };
         all.push(AppData {
             id: id.to_owned(),
@@ -111,16 +96,9 @@ pub fn delete(home: &Path, id: &AppId) -> Result<bool, AppDataError> {
     let Some(root) = open_root(home)? else {
         return Ok(false);
     };
-    let name = CString::new(id.as_str()).map_err(|_| AppDataError::Io {
-        what: "name",
-        path: data_root(home),
-        source: io::ErrorKind::InvalidInput.into(),
-    })?;
-    remove_tree(&root, &name).map_err(|source| AppDataError::Io {
-        what: "delete",
-        path: data_root(home).join(id.as_str()),
-        source,
-    })
+    let name = CString::new(id.as_str())
+        .map_err(|_| io_error("name", data_root(home))(io::ErrorKind::InvalidInput.into()))?;
+    remove_tree(&root, &name).map_err(io_error("delete", data_root(home).join(id.as_str())))
 }
 
 /// Opens the directory `name` in `parent`, refusing a symlink.

@@ -324,12 +324,10 @@ impl Change {
             "device" => Change::Device(Device::parse(value)?, true),
             "nodevice" => Change::Device(Device::parse(value)?, false),
             "filesystem" => {
-                let (location, access) = match value.rsplit_once(':') {
-                    Some((location, "ro")) => (location, FsAccess::ReadOnly),
-                    Some((location, "rw")) => (location, FsAccess::ReadWrite),
-                    Some((location, "create")) => (location, FsAccess::Create),
-                    _ => (value, FsAccess::ReadWrite),
-                };
+                let (location, access) = value
+                    .rsplit_once(':')
+                    .and_then(|(location, mode)| Some((location, fs_mode(mode)?)))
+                    .unwrap_or((value, FsAccess::ReadWrite));
                 Change::Filesystem(FsLocation::parse(location)?, access)
             }
             "nofilesystem" => {
@@ -378,7 +376,9 @@ impl fmt::Display for Change {
                 let location = location.to_string();
                 let suffix = match access {
                     FsAccess::ReadOnly => ":ro",
-                    FsAccess::ReadWrite if ends_in_suffix(&location, &["ro", "rw", "create"]) => {
+                    FsAccess::ReadWrite
+                        if last_word(&location).is_some_and(|w| fs_mode(w).is_some()) =>
+                    {
                         ":rw"
                     }
                     FsAccess::ReadWrite => "",
@@ -389,7 +389,7 @@ impl fmt::Display for Change {
             Change::NoFilesystem(location) => {
                 // Likewise `:reset`, which the parser strips once.
                 let location = location.to_string();
-                let suffix = if ends_in_suffix(&location, &["reset"]) {
+                let suffix = if last_word(&location) == Some("reset") {
                     ":reset"
                 } else {
                     ""
@@ -406,11 +406,20 @@ impl fmt::Display for Change {
     }
 }
 
-/// Whether `location` ends in `:SUFFIX` for one of `suffixes`.
-fn ends_in_suffix(location: &str, suffixes: &[&str]) -> bool {
-    location
-        .rsplit_once(':')
-        .is_some_and(|(_, suffix)| suffixes.contains(&suffix))
+/// The access a `--filesystem` mode word (after the last `:`) asks for.
+fn fs_mode(word: &str) -> Option<FsAccess> {
+    match word {
+        "ro" => Some(FsAccess::ReadOnly),
+        "rw" => Some(FsAccess::ReadWrite),
+        "create" => Some(FsAccess::Create),
+        _ => None,
+    }
+}
+
+/// What follows the last `:` of `location`, which the parser would read as
+/// a mode.
+fn last_word(location: &str) -> Option<&str> {
+    location.rsplit_once(':').map(|(_, word)| word)
 }
 
 fn bus_name(name: &str) -> Result<String, PermissionError> {
