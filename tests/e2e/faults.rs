@@ -389,14 +389,7 @@ impl PortalWorld {
 
     /// `python3 -c SCRIPT ARGS` in the sandbox of `app`, on the bus.
     fn python_in(&self, app: &Path, script: &str, args: &[&str]) -> Command {
-        let mut all = vec!["-c", script];
-        all.extend_from_slice(args);
-        let mut cmd = self
-            .world
-            .run_app(app, &["--command", "/usr/bin/python3"], &all);
-        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.bus.address());
-        cmd.stdin(Stdio::null());
-        cmd
+        self.bus.python_in(&self.world, app, script, args)
     }
 
     /// `python3 -c SCRIPT ARGS` on the host, as the user, on the bus.

@@ -314,14 +314,7 @@ impl Desktop {
     }
 
     fn client(&self, app: &Path, args: &[&str]) -> Command {
-        let mut all = vec!["-c", CLIENT];
-        all.extend_from_slice(args);
-        let mut cmd = self
-            .world
-            .run_app(app, &["--command", "/usr/bin/python3"], &all);
-        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.bus.address());
-        cmd.stdin(Stdio::null());
-        cmd
+        self.bus.python_in(&self.world, app, CLIENT, args)
     }
 
     /// Runs the client in `app`'s sandbox; its JSON lines.

@@ -830,6 +830,17 @@ pub struct SessionBus {
 }
 
 impl SessionBus {
+    /// `python3 -c SCRIPT ARGS`, the host's python3, in the sandbox of `app`
+    /// on this bus, with stdin from /dev/null.
+    pub fn python_in(&self, world: &World, app: &Path, script: &str, args: &[&str]) -> Command {
+        let mut all = vec!["-c", script];
+        all.extend_from_slice(args);
+        let mut cmd = world.run_app(app, &["--command", "/usr/bin/python3"], &all);
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", self.address());
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
     pub fn start(world: &World) -> SessionBus {
         Self::start_with_env(world, &[])
     }
