@@ -178,6 +178,18 @@ fn symlinks_planted_in_the_app_data_are_never_handed_over_when_root_launches() {
     assert_eq!(std::fs::metadata(&victim).unwrap().uid(), 0);
 }
 
+/// A file and a directory of the user's, with something in it, for links
+/// planted by an app to point at.
+fn victims(world: &World) -> (PathBuf, PathBuf) {
+    let victim = world.home.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    chown(&victim, world.user);
+    let victim_dir = world.home_dir("victim-dir");
+    std::fs::write(victim_dir.join("keep"), "keep\n").unwrap();
+    chown(&victim_dir.join("keep"), world.user);
+    (victim, victim_dir)
+}
+
 /// CVE-2026-34079: links the app controls in its own data, pointing at a
 /// victim file and directory of the user's, under the names Flatpak's host
 /// side touched (`.ld.so`, `ld.so.cache`, `var`) and the names appbox's host
@@ -188,12 +200,7 @@ fn links_the_app_controls_never_lead_the_host_side_to_a_victim() {
     let world = World::new();
     let app = world.probe_app(ID, &[]);
     world.probe(&app, &[], &["print=ran"]).assert_all_ok();
-    let victim = world.home.join("victim");
-    std::fs::write(&victim, "precious\n").unwrap();
-    chown(&victim, world.user);
-    let victim_dir = world.home_dir("victim-dir");
-    std::fs::write(victim_dir.join("keep"), "keep\n").unwrap();
-    chown(&victim_dir.join("keep"), world.user);
+    let (victim, victim_dir) = victims(&world);
     let watched: [&Path; 2] = [&victim, &victim_dir];
     let before: Vec<_> = watched.iter().map(|p| snapshot(p)).collect();
     let unchanged = |when: &str| {
@@ -256,12 +263,7 @@ fn deleting_the_app_data_deletes_links_not_their_targets() {
         .unwrap();
     assert!(output.status.success(), "{}", describe(&output));
 
-    let victim = world.home.join("victim");
-    std::fs::write(&victim, "precious\n").unwrap();
-    chown(&victim, world.user);
-    let victim_dir = world.home_dir("victim-dir");
-    std::fs::write(victim_dir.join("keep"), "keep\n").unwrap();
-    chown(&victim_dir.join("keep"), world.user);
+    let (victim, victim_dir) = victims(&world);
     let before = (snapshot(&victim), snapshot(&victim_dir));
     let data = world.home.join(".var/app").join(ID);
     symlink(&victim, &data.join(".ld.so"), &world);
