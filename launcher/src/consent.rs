@@ -32,6 +32,8 @@ pub enum ConsentError {
 
 /// The tables and the ids each holds.
 pub const TABLES: &[&str] = &["devices"];
+/// The table of device answers, which holds [`DEVICES`].
+pub const DEVICE_TABLE: &str = "devices";
 pub const DEVICES: &[&str] = &["kvm", "camera", "input", "usb", "microphone"];
 
 /// What the user decided.

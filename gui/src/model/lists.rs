@@ -11,11 +11,12 @@
 //! devices, are listed here too, for the page to offer Revoke on each.
 
 use appbox::appid::AppId;
-use appbox::consent::{Answers, Choice, DEVICES};
+use appbox::consent::{Answers, Choice, DEVICES, DEVICE_TABLE};
 use appbox::documents::{DocId, Documents};
 use appbox::overrides::normalize;
 use appbox::permissions::{Change, FsAccess, FsLocation, PermissionError, Permissions, RelPath};
 
+use super::devices::device_words;
 use super::toggles::{effective, parse_all};
 
 /// A list of the page.
@@ -508,9 +509,6 @@ pub fn documents(documents: &Documents, app: &AppId) -> Vec<DocumentRow> {
     rows
 }
 
-/// The consent table of device answers.
-pub const DEVICE_TABLE: &str = "devices";
-
 /// A device the user answered about when the app asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
@@ -540,14 +538,7 @@ pub fn devices(answers: &Answers, app: &AppId) -> Vec<DeviceRow> {
 }
 
 fn device_name(id: &str) -> &'static str {
-    match id {
-        "kvm" => "Virtual machines (KVM)",
-        "camera" => "Camera",
-        "input" => "Input devices",
-        "usb" => "USB devices",
-        "microphone" => "Microphone",
-        _ => "Other device",
-    }
+    device_words(id).map_or("Other device", |words| words.name)
 }
 
 #[cfg(test)]

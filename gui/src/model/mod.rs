@@ -2,6 +2,7 @@
 //! it is tested without a display.
 
 pub mod catalog;
+pub mod devices;
 pub mod lists;
 pub mod permissions;
 pub mod portal_dialog;

@@ -8,11 +8,13 @@
 
 use std::path::PathBuf;
 
+use appbox::consent::DEVICE_TABLE;
 use appbox::portal_dialog::{
     file_uri, ConsentAnswer, ConsentRequest, FileAction, FileChooserAnswer, FileChooserRequest,
     FilePattern,
 };
 
+use super::devices::device_words;
 use super::text::{one_line, plain};
 
 /// The response ids of the consent dialog.
@@ -188,22 +190,17 @@ pub struct ConsentView {
 
 pub fn consent_view(request: &ConsentRequest) -> ConsentView {
     let app = &request.app_id;
-    let (noun, purpose) = match (request.table.as_str(), request.id.as_str()) {
-        ("devices", "kvm") => ("KVM", "run virtual machines with KVM"),
-        ("devices", "camera") => ("the camera", "use the camera"),
-        ("devices", "input") => (
-            "an input device",
-            "read an input device, such as a game controller",
-        ),
-        ("devices", "usb") => ("a USB device", "use a USB device"),
-        ("devices", "microphone") => ("the microphone", "use the microphone"),
-        _ => ("", ""),
-    };
-    let (noun, purpose) = if noun.is_empty() {
-        let entry = one_line(&format!("{} {}", request.table, request.id));
-        (entry.clone(), format!("use {entry}"))
+    let known = if request.table == DEVICE_TABLE {
+        device_words(&request.id)
     } else {
-        (noun.to_owned(), purpose.to_owned())
+        None
+    };
+    let (noun, purpose) = match known {
+        Some(words) => (words.noun.to_owned(), words.purpose.to_owned()),
+        None => {
+            let entry = one_line(&format!("{} {}", request.table, request.id));
+            (entry.clone(), format!("use {entry}"))
+        }
     };
     ConsentView {
         heading: plain(&format!("Allow {app} to use {noun}?")),

@@ -9,9 +9,8 @@ use libadwaita as adw;
 
 use appbox::store::catalog::EntryKind;
 use appbox_gui::model::catalog::human_size;
-use appbox_gui::model::text;
 
-use super::{boxed_list, clear, details, icon, kind_label, launch, scrolled_page, Ui};
+use super::{boxed_list, clear, details, icon, kind_label, launch, plain_row, scrolled_page, Ui};
 
 pub(crate) fn page() -> (gtk::ScrolledWindow, gtk::ListBox) {
     let list = boxed_list("Installed apps and runtimes");
@@ -49,16 +48,15 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
     for item in installed {
         let app = &item.installed;
         let kind = kind_label(app.kind);
-        let row = adw::ActionRow::builder()
-            .title(text::one_line(&app.entry.name))
-            .subtitle(format!(
+        let row = plain_row(
+            &app.entry.name,
+            &format!(
                 "{kind} · {} · {}",
-                text::one_line(&app.entry.version),
+                app.entry.version,
                 human_size(item.bytes)
-            ))
-            .use_markup(false)
-            .activatable(true)
-            .build();
+            ),
+        );
+        row.set_activatable(true);
         if let Some(catalog_item) = ui.item_for(&app.id) {
             row.add_prefix(&icon(&catalog_item, 32));
         }

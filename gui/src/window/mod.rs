@@ -332,12 +332,20 @@ impl Ui {
             })
     }
 
-    /// Asks before something that cannot be undone; `then` runs on yes.
-    fn confirm(&self, heading: &str, body: &str, action: &str, then: impl Fn() + 'static) {
+    /// Asks before `action`, shown in `appearance`: destructive for what
+    /// cannot be undone; `then` runs on yes.
+    fn confirm(
+        &self,
+        heading: &str,
+        body: &str,
+        action: &str,
+        appearance: adw::ResponseAppearance,
+        then: impl Fn() + 'static,
+    ) {
         let dialog = adw::MessageDialog::new(Some(&self.window), Some(heading), Some(body));
         dialog.add_response("cancel", "_Cancel");
         dialog.add_response("yes", action);
-        dialog.set_response_appearance("yes", adw::ResponseAppearance::Destructive);
+        dialog.set_response_appearance("yes", appearance);
         dialog.set_default_response(Some("cancel"));
         dialog.set_close_response("cancel");
         dialog.connect_response(None, move |_, response| {
@@ -346,6 +354,18 @@ impl Ui {
             }
         });
         dialog.present();
+    }
+
+    /// Asks before something that cannot be undone; `request` is sent on yes.
+    fn confirm_send(self: &Rc<Self>, heading: &str, body: &str, action: &str, request: Request) {
+        let ui = self.clone();
+        self.confirm(
+            heading,
+            body,
+            action,
+            adw::ResponseAppearance::Destructive,
+            move || ui.send(request.clone()),
+        );
     }
 }
 

@@ -11,11 +11,12 @@ use gtk4 as gtk;
 use libadwaita as adw;
 
 use appbox::appid::AppId;
+use appbox::consent::DEVICE_TABLE;
 use appbox::documents::DocId;
 use appbox::grants::Grants;
 use appbox::permissions::Change;
 use appbox_gui::model::catalog::CatalogItem;
-use appbox_gui::model::lists::{self, List, DEVICE_TABLE, LISTS};
+use appbox_gui::model::lists::{self, List, LISTS};
 use appbox_gui::model::text;
 use appbox_gui::model::toggles::{self, TOGGLES};
 

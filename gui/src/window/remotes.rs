@@ -13,7 +13,7 @@ use libadwaita as adw;
 use appbox_gui::model::text;
 use appbox_gui::worker::Request;
 
-use super::{icon_button, scrolled_page, Ui};
+use super::{icon_button, plain_row, scrolled_page, Ui};
 
 pub(crate) struct Remotes {
     pub page: gtk::ScrolledWindow,
@@ -138,15 +138,12 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
         rows.push(row);
     }
     for item in items {
-        let row = adw::ActionRow::builder()
-            .title(text::one_line(&item.name))
-            .subtitle(if item.verify {
-                text::one_line(&item.url)
-            } else {
-                format!("{} · not verified", text::one_line(&item.url))
-            })
-            .use_markup(false)
-            .build();
+        let subtitle = if item.verify {
+            item.url.clone()
+        } else {
+            format!("{} · not verified", item.url)
+        };
+        let row = plain_row(&item.name, &subtitle);
         let enabled = gtk::Switch::builder()
             .active(item.enabled)
             .valign(gtk::Align::Center)
@@ -167,16 +164,11 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
         {
             let (ui, name) = (ui.clone(), item.name.clone());
             remove.connect_clicked(move |_| {
-                let (ui_yes, name_yes) = (ui.clone(), name.clone());
-                ui.confirm(
+                ui.confirm_send(
                     &format!("Remove the Remote {}?", text::one_line(&name)),
                     "Installed apps stay, but get no updates from it",
                     "_Remove",
-                    move || {
-                        ui_yes.send(Request::DeleteRemote {
-                            name: name_yes.clone(),
-                        })
-                    },
+                    Request::DeleteRemote { name: name.clone() },
                 );
             });
         }

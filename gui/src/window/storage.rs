@@ -63,12 +63,11 @@ impl Storage {
 pub(crate) fn connect(ui: &Rc<Ui>) {
     let ui_unused = ui.clone();
     ui.storage.remove_unused.connect_clicked(move |_| {
-        let ui = ui_unused.clone();
-        ui_unused.confirm(
+        ui_unused.confirm_send(
             "Remove the Unused Runtimes?",
             "Apps installed later download them again when they need them",
             "_Remove",
-            move || ui.send(Request::RemoveUnusedRuntimes),
+            Request::RemoveUnusedRuntimes,
         );
     });
 }
@@ -115,12 +114,11 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
         );
         let (ui_delete, id) = (ui.clone(), data.id.clone());
         delete.connect_clicked(move |_| {
-            let (ui, id_yes) = (ui_delete.clone(), id.clone());
-            ui_delete.confirm(
+            ui_delete.confirm_send(
                 &format!("Delete the Data of {}?", text::one_line(&id)),
                 "Its settings and files in ~/.var/app are deleted for good",
                 "_Delete",
-                move || ui.send(Request::DeleteData { id: id_yes.clone() }),
+                Request::DeleteData { id: id.clone() },
             );
         });
         row.add_suffix(&delete);

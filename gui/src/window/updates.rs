@@ -13,7 +13,7 @@ use appbox_gui::model::permissions::describe_all;
 use appbox_gui::model::text;
 use appbox_gui::worker::Request;
 
-use super::{boxed_list, clear, scrolled_page, Ui};
+use super::{boxed_list, clear, plain_row, scrolled_page, Ui};
 
 pub(crate) struct Updates {
     pub page: gtk::ScrolledWindow,
@@ -84,15 +84,10 @@ pub(crate) fn fill(ui: &Rc<Ui>) {
         let name = ui
             .item_for(&plan.id)
             .map_or_else(|| plan.id.clone(), |item| item.entry.name);
-        let row = adw::ActionRow::builder()
-            .title(text::one_line(&name))
-            .subtitle(format!(
-                "{} → {}",
-                text::one_line(&plan.from_version),
-                text::one_line(&plan.to_version)
-            ))
-            .use_markup(false)
-            .build();
+        let row = plain_row(
+            &name,
+            &format!("{} → {}", plan.from_version, plan.to_version),
+        );
         if !plan.added_permissions.is_empty() {
             let more = gtk::Label::builder()
                 .label("New permissions")
@@ -136,23 +131,16 @@ pub(crate) fn request(ui: &Rc<Ui>, plans: Vec<UpdatePlan>) {
         "The new versions ask for more than the installed ones:\n\n{}",
         asking.join("\n\n")
     );
-    let dialog = adw::MessageDialog::new(
-        Some(&ui.window),
-        Some("Allow New Permissions?"),
-        Some(&body),
-    );
-    dialog.add_response("cancel", "_Cancel");
-    dialog.add_response("update", "_Update");
-    dialog.set_response_appearance("update", adw::ResponseAppearance::Suggested);
-    dialog.set_default_response(Some("cancel"));
-    dialog.set_close_response("cancel");
-    let ui = ui.clone();
-    dialog.connect_response(None, move |_, response| {
-        if response == "update" {
-            ui.send(Request::Update {
+    let ui_yes = ui.clone();
+    ui.confirm(
+        "Allow New Permissions?",
+        &body,
+        "_Update",
+        adw::ResponseAppearance::Suggested,
+        move || {
+            ui_yes.send(Request::Update {
                 plans: plans.clone(),
-            });
-        }
-    });
-    dialog.present();
+            })
+        },
+    );
 }
